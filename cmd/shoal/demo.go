@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/shoal-kv/shoal/internal/harness"
+)
+
+func runDemo(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	dir := fs.String("dir", "shoal-demo", "directory for the cluster's data, logs and nodes.json")
+	basePort := fs.Int("base-port", 7379, "first client port; peers listen 10000 above")
+	replicas := fs.Int("replicas", 3, "replicas in the group")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *replicas < 1 || *replicas > 9 {
+		return errors.New("--replicas must be between 1 and 9")
+	}
+	if *basePort < 1 || *basePort+10000+*replicas > 65535 {
+		return errors.New("--base-port must leave room for peer ports 10000 above it")
+	}
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(abs, 0o750); err != nil {
+		return err
+	}
+	c, err := demoCluster(abs, *basePort, *replicas)
+	if err != nil {
+		return err
+	}
+	defer c.StopAll()
+	if err := c.StartAll(); err != nil {
+		return err
+	}
+	fmt.Printf("started %d shoal server processes in %s\n", len(c.Specs), abs)
+	if _, err := c.WaitLeader(ctx, 30*time.Second); err != nil {
+		return fmt.Errorf("%w; see the node logs in %s", err, abs)
+	}
+	if err := showWorking(c); err != nil {
+		return err
+	}
+	fmt.Printf("\nnodes: %s\n", filepath.Join(abs, "nodes.json"))
+	for _, n := range c.Specs {
+		fmt.Printf("  node %d  %-8s pid %-7d client %s  log %s\n", n.ID, n.Role, n.PID, n.ClientAddr, n.Log)
+	}
+	fmt.Printf("\nconnect with:  redis-cli -c -p %d\n", *basePort)
+	fmt.Printf("benchmark:     redis-benchmark -p %d -t set,get -n 100000 -c 50\n", *basePort)
+	fmt.Println("press Ctrl-C to stop the cluster (run the demo again on the same --dir to bring it back with its data)")
+	exited := make(chan uint64, len(c.Specs))
+	for _, s := range c.Specs {
+		ch := c.Exited(s.ID)
+		go func() {
+			select {
+			case <-ch:
+				exited <- s.ID
+			case <-ctx.Done():
+			}
+		}()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Println("\nstopping the cluster")
+			return nil
+		case id := <-exited:
+			fmt.Printf("node %d exited (see its log); the others keep serving\n", id)
+		}
+	}
+}
+
+// demoCluster describes the cluster: the previous one from nodes.json when the directory holds
+// one, so a second run brings the same cluster back with its data; a new one otherwise.
+func demoCluster(dir string, basePort, replicas int) (*harness.Cluster, error) {
+	exe, err := installBinary(dir)
+	if err != nil {
+		return nil, err
+	}
+	if c, err := harness.Load(dir); err == nil {
+		fmt.Printf("restarting the cluster recorded in %s\n", filepath.Join(dir, "nodes.json"))
+		return c, nil
+	}
+	ports := make([]int, replicas)
+	for i := range ports {
+		ports[i] = basePort + i
+		for _, p := range []int{ports[i], ports[i] + 10000} {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				return nil, fmt.Errorf("port %d is taken (%w); choose another --base-port", p, err)
+			}
+			l.Close()
+		}
+	}
+	return harness.NewGroup(harness.Options{Exe: exe, Dir: dir, Replicas: replicas, ClientPorts: ports})
+}
+
+// installBinary copies the running executable into the demo directory: `go run` builds into a
+// temporary directory that disappears, and nodes.json must hold an argv that can restart a node.
+func installBinary(dir string) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	dst := filepath.Join(dir, "bin", "shoal")
+	if self == dst {
+		return dst, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+		return "", err
+	}
+	src, err := os.Open(self)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	tmp := dst + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(out, src); err != nil {
+		out.Close()
+		return "", err
+	}
+	if err := out.Close(); err != nil {
+		return "", err
+	}
+	return dst, os.Rename(tmp, dst)
+}
+
+// showWorking writes through one node and reads the value back through every node.
+func showWorking(c *harness.Cluster) error {
+	first := c.Specs[0]
+	fmt.Printf("\nSET demo:greeting \"hello from shoal\" via node %d: ", first.ID)
+	v, err := harness.Call(first.ClientAddr, "SET", "demo:greeting", "hello from shoal")
+	if err != nil {
+		return err
+	}
+	fmt.Println(string(v.Str))
+	for _, n := range c.Specs {
+		v, err := harness.Call(n.ClientAddr, "GET", "demo:greeting")
+		if err != nil {
+			return err
+		}
+		fmt.Printf("GET demo:greeting via node %d (%s): %q\n", n.ID, n.Role, v.Str)
+	}
+	v, err = harness.Call(c.Specs[len(c.Specs)-1].ClientAddr, "INCR", "demo:runs")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("INCR demo:runs: %d (counts demo runs on this data dir)\n", v.Int)
+	return nil
+}

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/shoal-kv/shoal/internal/node"
+)
+
+func runServer(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	id := fs.Uint64("id", 0, "this node's replica id (positive, unique in the group, never reused)")
+	groupID := fs.Uint64("group", 1, "replica group id")
+	dir := fs.String("dir", "", "data directory (WAL and snapshots)")
+	peers := fs.String("peers", "", "every replica of the group: id=clientaddr/peeraddr,... (this node included)")
+	tick := fs.Duration("tick", 100*time.Millisecond, "raft tick; the election timeout is 10 ticks")
+	snapEntries := fs.Uint64("snapshot-entries", 20000, "applied entries between snapshots")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})).With("node", *id)
+	if *id == 0 || *dir == "" || *peers == "" {
+		return fmt.Errorf("--id, --dir and --peers are required")
+	}
+	members, err := node.ParseMembers(*peers)
+	if err != nil {
+		return fmt.Errorf("--peers: %w", err)
+	}
+	n, err := node.Start(ctx, node.Config{
+		ID: *id, GroupID: *groupID, Dir: *dir, Members: members,
+		TickInterval: *tick, SnapshotEntries: *snapEntries, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	logger.Info("serving", "client", n.ClientAddr(), "peer", members[*id].PeerAddr, "dir", *dir)
+	<-ctx.Done()
+	logger.Info("shutting down")
+	return n.Close()
+}

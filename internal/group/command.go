@@ -1,0 +1,132 @@
+package group
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// op is the kind of a replicated write.
+type op byte
+
+const (
+	opSet op = iota + 1
+	opDel
+	opAppend
+	opIncrBy
+	opMSet
+)
+
+const (
+	setNX = 1 << iota
+	setXX
+	setGet
+)
+
+// command is one replicated write as it travels through the raft log. Encoding (little-endian):
+//
+//	op u8 | reqID u64 | clientID uvarint | seq uvarint | acked uvarint | flags u8 | delta varint |
+//	nargs uvarint | (len uvarint, bytes)*
+//
+// reqID identifies the proposer's waiter (unique per process run); clientID/seq/acked form the
+// at-most-once session (clientID 0 = none).
+type command struct {
+	op       op
+	reqID    uint64
+	clientID uint64
+	seq      uint64
+	acked    uint64
+	flags    byte
+	delta    int64
+	args     [][]byte
+}
+
+func (c *command) encode(dst []byte) []byte {
+	dst = append(dst, byte(c.op))
+	dst = binary.LittleEndian.AppendUint64(dst, c.reqID)
+	dst = binary.AppendUvarint(dst, c.clientID)
+	dst = binary.AppendUvarint(dst, c.seq)
+	dst = binary.AppendUvarint(dst, c.acked)
+	dst = append(dst, c.flags)
+	dst = binary.AppendVarint(dst, c.delta)
+	dst = binary.AppendUvarint(dst, uint64(len(c.args)))
+	for _, a := range c.args {
+		dst = binary.AppendUvarint(dst, uint64(len(a)))
+		dst = append(dst, a...)
+	}
+	return dst
+}
+
+func (c *command) size() int {
+	n := 1 + 8 + 3*binary.MaxVarintLen64 + 1 + binary.MaxVarintLen64 + binary.MaxVarintLen64
+	for _, a := range c.args {
+		n += binary.MaxVarintLen32 + len(a)
+	}
+	return n
+}
+
+var errCorrupt = errors.New("group: corrupt command")
+
+// decode parses a command; args alias data.
+func (c *command) decode(data []byte) error {
+	if len(data) < 9 {
+		return errCorrupt
+	}
+	c.op = op(data[0])
+	c.reqID = binary.LittleEndian.Uint64(data[1:9])
+	p := data[9:]
+	var ok bool
+	if c.clientID, p, ok = uvarint(p); !ok {
+		return errCorrupt
+	}
+	if c.seq, p, ok = uvarint(p); !ok {
+		return errCorrupt
+	}
+	if c.acked, p, ok = uvarint(p); !ok {
+		return errCorrupt
+	}
+	if len(p) < 1 {
+		return errCorrupt
+	}
+	c.flags = p[0]
+	p = p[1:]
+	d, n := binary.Varint(p)
+	if n <= 0 {
+		return errCorrupt
+	}
+	c.delta, p = d, p[n:]
+	var nargs uint64
+	if nargs, p, ok = uvarint(p); !ok || nargs > uint64(len(p)) {
+		return errCorrupt
+	}
+	c.args = c.args[:0]
+	for range nargs {
+		var l uint64
+		if l, p, ok = uvarint(p); !ok || l > uint64(len(p)) {
+			return errCorrupt
+		}
+		c.args = append(c.args, p[:l:l])
+		p = p[l:]
+	}
+	if len(p) != 0 {
+		return fmt.Errorf("%w: %d trailing bytes", errCorrupt, len(p))
+	}
+	return nil
+}
+
+func uvarint(p []byte) (uint64, []byte, bool) {
+	v, n := binary.Uvarint(p)
+	if n <= 0 {
+		return 0, p, false
+	}
+	return v, p[n:], true
+}
+
+// result is the outcome of applying a command, delivered to the proposer's waiter and kept in the
+// at-most-once record so a retried command gets the same answer.
+type result struct {
+	n   int64
+	val []byte
+	ok  bool
+	err error
+}

@@ -1,0 +1,292 @@
+// Package group is the replicated state machine of one replica group: it encodes writes as
+// commands, proposes them through raft, applies committed commands in log order to the table,
+// keeps the at-most-once records per slot, hands each proposer the result of its own command once
+// applied, and serves linearizable reads behind a ReadIndex barrier.
+package group
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+
+	"github.com/shoal-kv/shoal/internal/keyspace"
+	"github.com/shoal-kv/shoal/internal/raftnode"
+	"github.com/shoal-kv/shoal/internal/table"
+)
+
+// Replicator is what the group needs from its raft node.
+type Replicator interface {
+	Propose(ctx context.Context, data []byte) error
+	ReadBarrier(ctx context.Context) error
+	Status() raftnode.Status
+}
+
+// Session identifies a client's write for at-most-once execution: ClientID is unique per client,
+// Seq increases with every write the client issues, and Acked is a sequence number below or at
+// which the client has received every reply (so the records for those can be forgotten).
+type Session struct {
+	ClientID, Seq, Acked uint64
+}
+
+type sessionKey struct{}
+
+// WithSession attaches an at-most-once session to the context of a write.
+func WithSession(ctx context.Context, s Session) context.Context {
+	return context.WithValue(ctx, sessionKey{}, s)
+}
+
+// ErrStale is returned for a write whose sequence number the client already acknowledged: its
+// reply was delivered before, and the record needed to repeat it has been discarded.
+var ErrStale = errors.New("stale request: sequence number already acknowledged")
+
+// Config configures a Group.
+type Config struct {
+	// GroupID is the replica group's id.
+	GroupID uint64
+	Table   *table.Table
+	Logger  *slog.Logger
+}
+
+// Group is one replica's view of the group state machine. It implements raftnode.StateMachine.
+type Group struct {
+	cfg   Config
+	log   *slog.Logger
+	tab   *table.Table
+	r     Replicator
+	reqID atomic.Uint64
+
+	waitMu  sync.Mutex
+	waiters map[uint64]chan result
+
+	// sessions is touched only by the apply path (Apply, Snapshot, Restore), which raftnode runs
+	// on one goroutine, so it needs no lock. One record set per slot, so records move with a
+	// shard.
+	sessions [keyspace.NumSlots]*slotSessions
+
+	applyCmd command // scratch, reused by the single apply goroutine
+}
+
+// New creates the group state machine over a table. Bind a Replicator before serving.
+func New(cfg Config) *Group {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Table == nil {
+		cfg.Table = table.New()
+	}
+	g := &Group{cfg: cfg, log: cfg.Logger, tab: cfg.Table, waiters: make(map[uint64]chan result)}
+	// Request ids start at a random point so that an entry proposed before a restart can never be
+	// mistaken for a waiter registered after it.
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("group: crypto/rand: %v", err))
+	}
+	g.reqID.Store(binary.LittleEndian.Uint64(b[:]) >> 1)
+	return g
+}
+
+// Bind connects the group to its raft node.
+func (g *Group) Bind(r Replicator) { g.r = r }
+
+// Table returns the table the group applies to.
+func (g *Group) Table() *table.Table { return g.tab }
+
+// propose replicates a command and waits for its result.
+func (g *Group) propose(ctx context.Context, c *command) (result, error) {
+	if s, ok := ctx.Value(sessionKey{}).(Session); ok {
+		c.clientID, c.seq, c.acked = s.ClientID, s.Seq, s.Acked
+	}
+	c.reqID = g.reqID.Add(1)
+	ch := make(chan result, 1)
+	g.waitMu.Lock()
+	g.waiters[c.reqID] = ch
+	g.waitMu.Unlock()
+	defer func() {
+		g.waitMu.Lock()
+		delete(g.waiters, c.reqID)
+		g.waitMu.Unlock()
+	}()
+	data := c.encode(make([]byte, 0, c.size()))
+	backoff := 10 * time.Millisecond
+	for {
+		err := g.r.Propose(ctx, data)
+		if err == nil {
+			break
+		}
+		// A dropped proposal was never appended, so proposing it again cannot apply it twice.
+		if !errors.Is(err, raft.ErrProposalDropped) {
+			return result{}, fmt.Errorf("propose: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return result{}, fmt.Errorf("%w: %w", ErrNotLeader, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
+	}
+	select {
+	case res := <-ch:
+		return res, res.err
+	case <-ctx.Done():
+		return result{}, fmt.Errorf("waiting for commit: %w", ctx.Err())
+	}
+}
+
+// Apply implements raftnode.StateMachine.
+func (g *Group) Apply(index uint64, data []byte) {
+	c := &g.applyCmd
+	if err := c.decode(data); err != nil {
+		// Every replica sees the same bytes, so every replica skips the same entry.
+		g.log.Error("skipping undecodable entry", "index", index, "err", err)
+		return
+	}
+	var res result
+	if c.clientID != 0 && len(c.args) > 0 {
+		sess := g.slotSessions(keyspace.Slot(c.args[0]))
+		if prev, dup := sess.lookup(c.clientID, c.seq, c.acked); dup {
+			res = prev
+		} else {
+			res = g.execute(c)
+			sess.record(c.clientID, c.seq, c.acked, res)
+		}
+	} else {
+		res = g.execute(c)
+	}
+	if c.reqID == 0 {
+		return
+	}
+	g.waitMu.Lock()
+	ch := g.waiters[c.reqID]
+	g.waitMu.Unlock()
+	if ch != nil {
+		ch <- res
+	}
+}
+
+func (g *Group) slotSessions(slot uint16) *slotSessions {
+	s := g.sessions[slot]
+	if s == nil {
+		s = &slotSessions{}
+		g.sessions[slot] = s
+	}
+	return s
+}
+
+// execute applies a command to the table. It must be deterministic: every replica runs it on the
+// same state and must reach the same result.
+func (g *Group) execute(c *command) result {
+	t := g.tab
+	switch c.op {
+	case opSet:
+		if len(c.args) != 2 {
+			return result{err: errCorrupt}
+		}
+		key, val := c.args[0], c.args[1]
+		var old []byte
+		var had bool
+		if c.flags&(setGet|setNX|setXX) != 0 {
+			old, had = t.Get(key, nil)
+		}
+		if (c.flags&setNX != 0 && had) || (c.flags&setXX != 0 && !had) {
+			return result{val: old, ok: false, n: b2i(had)}
+		}
+		t.Set(key, val)
+		return result{val: old, ok: true, n: b2i(had)}
+	case opDel:
+		var n int64
+		for _, k := range c.args {
+			if t.Delete(k) {
+				n++
+			}
+		}
+		return result{n: n}
+	case opAppend:
+		if len(c.args) != 2 {
+			return result{err: errCorrupt}
+		}
+		return result{n: int64(t.Append(c.args[0], c.args[1]))}
+	case opIncrBy:
+		if len(c.args) != 1 {
+			return result{err: errCorrupt}
+		}
+		var cur int64
+		if v, ok := t.Get(c.args[0], nil); ok {
+			var valid bool
+			if cur, valid = ParseInt(v); !valid {
+				return result{err: ErrNotInteger}
+			}
+		}
+		if (c.delta > 0 && cur > maxInt64-c.delta) || (c.delta < 0 && cur < minInt64-c.delta) {
+			return result{err: ErrOverflow}
+		}
+		cur += c.delta
+		t.Set(c.args[0], strconv.AppendInt(nil, cur, 10))
+		return result{n: cur}
+	case opMSet:
+		for i := 0; i+1 < len(c.args); i += 2 {
+			t.Set(c.args[i], c.args[i+1])
+		}
+		return result{ok: true}
+	}
+	return result{err: fmt.Errorf("%w: op %d", errCorrupt, c.op)}
+}
+
+const (
+	maxInt64 = 1<<63 - 1
+	minInt64 = -1 << 63
+)
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// ParseInt parses a value the way Redis's string2ll does: optional '-', no '+', no leading zeros,
+// no spaces, within int64.
+func ParseInt(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	if len(b) == 1 && b[0] == '0' {
+		return 0, true
+	}
+	neg := b[0] == '-'
+	p := b
+	if neg {
+		p = p[1:]
+	}
+	if len(p) == 0 || p[0] < '1' || p[0] > '9' {
+		return 0, false
+	}
+	var v uint64
+	for _, ch := range p {
+		if ch < '0' || ch > '9' {
+			return 0, false
+		}
+		if v > (1<<63)/10 { // any larger v overflows int64 after the next digit
+			return 0, false
+		}
+		v = v*10 + uint64(ch-'0')
+	}
+	if neg {
+		if v > 1<<63 {
+			return 0, false
+		}
+		return -int64(v), true
+	}
+	if v > maxInt64 {
+		return 0, false
+	}
+	return int64(v), true
+}

@@ -1,0 +1,153 @@
+package group
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/shoal-kv/shoal/internal/keyspace"
+	"github.com/shoal-kv/shoal/internal/table"
+)
+
+// barrier makes the reads that follow it linearizable.
+func (g *Group) barrier(ctx context.Context) error {
+	if err := g.r.ReadBarrier(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	}
+	return nil
+}
+
+// Get returns the value of key.
+func (g *Group) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
+	if err := g.barrier(ctx); err != nil {
+		return nil, false, err
+	}
+	v, ok := g.tab.Get(key, nil)
+	return v, ok, nil
+}
+
+// MGet returns the values of keys; found[i] tells a missing key from an empty value.
+func (g *Group) MGet(ctx context.Context, keys [][]byte) ([][]byte, []bool, error) {
+	if err := g.barrier(ctx); err != nil {
+		return nil, nil, err
+	}
+	vals := make([][]byte, len(keys))
+	found := make([]bool, len(keys))
+	for i, k := range keys {
+		vals[i], found[i] = g.tab.Get(k, nil)
+	}
+	return vals, found, nil
+}
+
+// Exists counts the keys that exist, counting repeated keys repeatedly as Redis does.
+func (g *Group) Exists(ctx context.Context, keys [][]byte) (int64, error) {
+	if err := g.barrier(ctx); err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, k := range keys {
+		if _, ok := g.tab.Get(k, nil); ok {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Set writes a value with SET's NX/XX/GET options.
+func (g *Group) Set(ctx context.Context, a SetArgs) (SetResult, error) {
+	c := command{op: opSet, args: [][]byte{a.Key, a.Val}}
+	if a.NX {
+		c.flags |= setNX
+	}
+	if a.XX {
+		c.flags |= setXX
+	}
+	if a.Get {
+		c.flags |= setGet
+	}
+	res, err := g.propose(ctx, &c)
+	if err != nil {
+		return SetResult{}, err
+	}
+	return SetResult{Done: res.ok, Old: res.val, HadOld: res.n == 1}, nil
+}
+
+// Del deletes keys and returns how many existed.
+func (g *Group) Del(ctx context.Context, keys [][]byte) (int64, error) {
+	res, err := g.propose(ctx, &command{op: opDel, args: keys})
+	return res.n, err
+}
+
+// Append appends val to key's value (creating it) and returns the new length.
+func (g *Group) Append(ctx context.Context, key, val []byte) (int64, error) {
+	res, err := g.propose(ctx, &command{op: opAppend, args: [][]byte{key, val}})
+	return res.n, err
+}
+
+// IncrBy adds delta to the integer stored at key (0 when missing) and returns the new value.
+func (g *Group) IncrBy(ctx context.Context, key []byte, delta int64) (int64, error) {
+	res, err := g.propose(ctx, &command{op: opIncrBy, delta: delta, args: [][]byte{key}})
+	return res.n, err
+}
+
+// MSet sets the alternating key/value pairs atomically.
+func (g *Group) MSet(ctx context.Context, kvs [][]byte) error {
+	_, err := g.propose(ctx, &command{op: opMSet, args: kvs})
+	return err
+}
+
+// Scan returns a page of keys matching the glob pattern (all keys when match is empty) and the
+// cursor of the next page; cursor 0 starts and ends a walk.
+func (g *Group) Scan(ctx context.Context, cursor uint64, match []byte, count int) (uint64, [][]byte, error) {
+	if err := g.barrier(ctx); err != nil {
+		return 0, nil, err
+	}
+	var keys [][]byte
+	next := g.tab.Scan(cursor, count, func(k []byte) {
+		if len(match) == 0 || keyspace.Match(match, k) {
+			keys = append(keys, append([]byte(nil), k...))
+		}
+	})
+	return next, keys, nil
+}
+
+// DBSize returns the number of keys in the group.
+func (g *Group) DBSize(ctx context.Context) (int64, error) {
+	if err := g.barrier(ctx); err != nil {
+		return 0, err
+	}
+	return int64(g.tab.Len()), nil
+}
+
+// Info returns the INFO section lines the group owns.
+func (g *Group) Info(section string) string {
+	var b strings.Builder
+	st := g.r.Status()
+	switch section {
+	case "replication":
+		role := "slave"
+		if st.Leader == st.ID {
+			role = "master"
+		}
+		fmt.Fprintf(&b, "role:%s\r\nconnected_slaves:%d\r\n", role, max(len(st.Voters)-1, 0))
+	case "raft":
+		fmt.Fprintf(&b, "raft_group:%d\r\nraft_id:%d\r\nraft_state:%s\r\nraft_leader:%d\r\nraft_term:%d\r\nraft_commit_index:%d\r\nraft_applied_index:%d\r\nraft_snapshot_index:%d\r\nraft_voters:%d\r\n",
+			g.cfg.GroupID, st.ID, st.State, st.Leader, st.Term, st.Commit, st.Applied, st.SnapshotIndex, len(st.Voters))
+	case "keyspace":
+		if n := g.tab.Len(); n > 0 {
+			fmt.Fprintf(&b, "db0:keys=%d,expires=0,avg_ttl=0\r\n", n)
+		}
+	case "memory":
+		writeMemory(&b, g.tab.Stats())
+	}
+	return b.String()
+}
+
+func writeMemory(b *strings.Builder, s table.Stats) {
+	fmt.Fprintf(b, "table_pairs:%d\r\ntable_key_bytes:%d\r\ntable_value_bytes:%d\r\ntable_index_bytes:%d\r\ntable_slab_bytes:%d\r\ntable_overhead_per_pair:%.2f\r\n",
+		s.Pairs, s.KeyBytes, s.ValueBytes, s.IndexBytes, s.SlabBytes, s.OverheadPerPair)
+}
+
+// DefaultTimeout bounds a request that arrives without a deadline.
+const DefaultTimeout = 5 * time.Second

@@ -1,0 +1,30 @@
+package group
+
+import "errors"
+
+// Errors returned by the state machine for commands that are well-formed but cannot apply to the
+// value they find. The RESP layer maps each to Redis's exact error text.
+var (
+	// ErrNotInteger: the stored value (or the argument) is not a 64-bit decimal integer.
+	ErrNotInteger = errors.New("value is not an integer or out of range")
+	// ErrOverflow: INCRBY/DECRBY would overflow int64.
+	ErrOverflow = errors.New("increment or decrement would overflow")
+	// ErrNotLeader is returned when no leader is known and the request could not be placed.
+	ErrNotLeader = errors.New("no raft leader")
+	// ErrWrongGroup: the key's slot is not served by this group in its current configuration.
+	ErrWrongGroup = errors.New("slot not served by this group")
+)
+
+// SetArgs are the arguments of SET as the state machine needs them.
+type SetArgs struct {
+	Key, Val []byte
+	NX, XX   bool // only set if absent / present
+	Get      bool // return the previous value
+}
+
+// SetResult is the outcome of a SET.
+type SetResult struct {
+	Done   bool   // the value was written (false when NX/XX prevented it)
+	Old    []byte // the previous value, if Get was asked and one existed
+	HadOld bool   // whether a previous value existed (meaningful when Get was asked)
+}

@@ -1,0 +1,506 @@
+// Package raftnode drives one go.etcd.io/raft/v3 node: it persists HardState and entries to a
+// checksummed WAL (fsync before the messages that depend on them leave), writes snapshots of the
+// state machine and compacts the log so memory and disk stay bounded, carries messages over the
+// TCP transport, applies committed entries in log order, and serves batched ReadIndex barriers for
+// linearizable reads.
+//
+// It moves opaque bytes: it knows nothing of commands, tables or RESP.
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/shoal-kv/shoal/internal/snap"
+	"github.com/shoal-kv/shoal/internal/transport"
+	"github.com/shoal-kv/shoal/internal/wal"
+)
+
+// StateMachine is the replicated state the node applies committed entries to. All three methods
+// are called from the node's single apply path, never concurrently with each other.
+type StateMachine interface {
+	// Apply applies one committed entry's data at the given log index.
+	Apply(index uint64, data []byte)
+	// Snapshot serialises the whole state.
+	Snapshot() ([]byte, error)
+	// Restore replaces the whole state with a snapshot's data.
+	Restore(data []byte) error
+}
+
+// Config configures a Node.
+type Config struct {
+	// ID is this node's raft id, non-zero and never reused.
+	ID uint64
+	// Peers maps every voter's raft id (this node included) to its peer address.
+	Peers map[uint64]string
+	// ListenAddr is where this node accepts peer connections; defaults to Peers[ID].
+	ListenAddr string
+	// Dir holds the WAL and snapshots.
+	Dir string
+	// TickInterval is one raft logical tick; election timeout is ElectionTicks of them.
+	TickInterval   time.Duration
+	ElectionTicks  int
+	HeartbeatTicks int
+	// SnapshotEntries is how many applied entries trigger a new snapshot.
+	SnapshotEntries uint64
+	// CatchUpEntries is how many entries are kept in memory behind a snapshot so that slightly
+	// lagging followers catch up from the log rather than from a full snapshot.
+	CatchUpEntries uint64
+	// WrapConn optionally wraps peer connections (fault injection in tests).
+	WrapConn func(net.Conn) net.Conn
+	Logger   *slog.Logger
+}
+
+func (c *Config) fill() {
+	if c.TickInterval == 0 {
+		c.TickInterval = 100 * time.Millisecond
+	}
+	if c.ElectionTicks == 0 {
+		c.ElectionTicks = 10
+	}
+	if c.HeartbeatTicks == 0 {
+		c.HeartbeatTicks = 1
+	}
+	if c.SnapshotEntries == 0 {
+		c.SnapshotEntries = 20000
+	}
+	if c.CatchUpEntries == 0 {
+		c.CatchUpEntries = 5000
+	}
+	if c.ListenAddr == "" {
+		c.ListenAddr = c.Peers[c.ID]
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// ErrStopped is returned by calls made after the node stopped.
+var ErrStopped = errors.New("raftnode: stopped")
+
+// Node is one running raft replica.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	sm      StateMachine
+	raft    raft.Node
+	storage *raft.MemoryStorage
+	wal     *wal.WAL
+	snaps   *snap.Snapshotter
+	trans   *transport.Transport
+
+	confState     raftpb.ConfState
+	snapshotIndex uint64
+	applied       atomic.Uint64
+	leader        atomic.Uint64
+	term          atomic.Uint64
+
+	// appliedMu guards appliedWaiters: barriers waiting for the apply index to reach a value.
+	appliedMu      sync.Mutex
+	appliedWaiters []appliedWaiter
+
+	reads readBatcher
+
+	stopped chan struct{}
+	wg      sync.WaitGroup
+	cancel  context.CancelFunc
+}
+
+type appliedWaiter struct {
+	index uint64
+	ch    chan struct{}
+}
+
+// New opens (or creates) the node's on-disk state, restores the state machine from the newest
+// snapshot, replays the WAL, and prepares the raft node. Call Start to run it.
+func New(cfg Config, sm StateMachine) (*Node, error) {
+	cfg.fill()
+	if cfg.ID == 0 {
+		return nil, errors.New("raftnode: id must be non-zero")
+	}
+	if _, ok := cfg.Peers[cfg.ID]; !ok {
+		return nil, fmt.Errorf("raftnode: peers do not include this node's id %d", cfg.ID)
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("raft", cfg.ID), sm: sm, storage: raft.NewMemoryStorage(), stopped: make(chan struct{})}
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("raftnode: data dir: %w", err)
+	}
+	var err error
+	if n.snaps, err = snap.New(filepath.Join(cfg.Dir, "snap"), n.log); err != nil {
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+	if n.wal, err = wal.Open(filepath.Join(cfg.Dir, "wal"), n.log); err != nil {
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+	st, err := n.wal.ReadAll()
+	if err != nil {
+		n.wal.Close()
+		return nil, fmt.Errorf("raftnode: replay wal: %w", err)
+	}
+	// Load the snapshot the WAL's newest marker names: a crash between writing a snapshot file and
+	// its marker can leave a newer file the log does not agree with.
+	var snapshot raftpb.Snapshot
+	if st.Snapshot.Index > 0 {
+		if snapshot, err = n.snaps.LoadIndex(st.Snapshot.Index); err != nil {
+			n.wal.Close()
+			return nil, fmt.Errorf("raftnode: load snapshot %d: %w", st.Snapshot.Index, err)
+		}
+	}
+	restart := !raft.IsEmptySnap(snapshot) || !raft.IsEmptyHardState(st.HardState) || len(st.Entries) > 0
+	if !raft.IsEmptySnap(snapshot) {
+		if err := n.storage.ApplySnapshot(snapshot); err != nil {
+			return nil, fmt.Errorf("raftnode: apply snapshot: %w", err)
+		}
+		if err := sm.Restore(snapshot.Data); err != nil {
+			return nil, fmt.Errorf("raftnode: restore snapshot %d: %w", snapshot.Metadata.Index, err)
+		}
+		n.confState = snapshot.Metadata.ConfState
+		n.snapshotIndex = snapshot.Metadata.Index
+		n.applied.Store(snapshot.Metadata.Index)
+		// The commit index in the HardState may have been written without fsync (raft only asks
+		// for a sync when entries or vote change); the snapshot proves everything up to its index
+		// was committed, so never restart with a commit index below it (etcd-io/etcd#7899).
+		if st.HardState.Commit < snapshot.Metadata.Index {
+			st.HardState.Commit = snapshot.Metadata.Index
+		}
+	}
+	if !raft.IsEmptyHardState(st.HardState) {
+		if err := n.storage.SetHardState(st.HardState); err != nil {
+			return nil, fmt.Errorf("raftnode: %w", err)
+		}
+	}
+	if err := n.storage.Append(st.Entries); err != nil {
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+	rc := &raft.Config{
+		ID:                        cfg.ID,
+		ElectionTick:              cfg.ElectionTicks,
+		HeartbeatTick:             cfg.HeartbeatTicks,
+		Storage:                   n.storage,
+		Applied:                   n.applied.Load(),
+		MaxSizePerMsg:             1 << 20,
+		MaxCommittedSizePerReady:  64 << 20,
+		MaxUncommittedEntriesSize: 256 << 20,
+		MaxInflightMsgs:           256,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		Logger:                    &raftLogger{l: n.log},
+	}
+	if restart {
+		n.raft = raft.RestartNode(rc)
+	} else {
+		peers := make([]raft.Peer, 0, len(cfg.Peers))
+		for id := range cfg.Peers {
+			peers = append(peers, raft.Peer{ID: id})
+		}
+		n.raft = raft.StartNode(rc, peers)
+	}
+	return n, nil
+}
+
+// Start starts the transport and the node's loops. They run until ctx is cancelled or Stop.
+func (n *Node) Start(ctx context.Context) error {
+	ctx, n.cancel = context.WithCancel(ctx)
+	peers := make(map[uint64]string, len(n.cfg.Peers))
+	for id, addr := range n.cfg.Peers {
+		if id != n.cfg.ID {
+			peers[id] = addr
+		}
+	}
+	tcfg := transport.Config{
+		ID:         n.cfg.ID,
+		ListenAddr: n.cfg.ListenAddr,
+		Peers:      peers,
+		Handler: func(ctx context.Context, m raftpb.Message) error {
+			return n.raft.Step(ctx, m)
+		},
+		Unreachable: func(id uint64) { n.raft.ReportUnreachable(id) },
+		SnapshotStatus: func(id uint64, failed bool) {
+			st := raft.SnapshotFinish
+			if failed {
+				st = raft.SnapshotFailure
+			}
+			n.raft.ReportSnapshot(id, st)
+		},
+		Logger: n.log,
+	}
+	if n.cfg.WrapConn != nil {
+		tcfg.Wrap = n.cfg.WrapConn
+	}
+	var err error
+	if n.trans, err = transport.New(tcfg); err != nil {
+		n.cancel()
+		return fmt.Errorf("raftnode: transport: %w", err)
+	}
+	if err := n.trans.Start(ctx); err != nil {
+		n.cancel()
+		return fmt.Errorf("raftnode: transport: %w", err)
+	}
+	n.reads.init()
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); n.run(ctx) }()
+	go func() { defer n.wg.Done(); n.readLoop(ctx) }()
+	return nil
+}
+
+// Stop stops the node and releases its files. It is safe to call more than once.
+func (n *Node) Stop() {
+	if n.cancel == nil {
+		return
+	}
+	n.cancel()
+	n.wg.Wait()
+	n.cancel = nil
+}
+
+// Propose hands data to raft to be replicated. It returns once raft accepted the proposal (not
+// once it committed); the state machine learns the outcome when the entry is applied. A follower
+// forwards the proposal to the leader; with no leader known the proposal is dropped
+// (raft.ErrProposalDropped) and the caller should retry.
+func (n *Node) Propose(ctx context.Context, data []byte) error {
+	select {
+	case <-n.stopped:
+		return ErrStopped
+	default:
+	}
+	return n.raft.Propose(ctx, data)
+}
+
+// Status is a summary of the node's raft state.
+type Status struct {
+	ID, Leader, Term, Commit, Applied, SnapshotIndex uint64
+	State                                            string
+	Voters                                           []uint64
+}
+
+// Status reports the node's current raft state.
+func (n *Node) Status() Status {
+	s := n.raft.Status()
+	voters := make([]uint64, 0, len(n.cfg.Peers))
+	for id := range n.cfg.Peers {
+		voters = append(voters, id)
+	}
+	return Status{ID: n.cfg.ID, Leader: s.Lead, Term: s.Term, Commit: s.Commit, Applied: n.applied.Load(),
+		SnapshotIndex: atomic.LoadUint64(&n.snapshotIndex), State: s.RaftState.String(), Voters: voters}
+}
+
+// Leader returns the id of the leader this node believes in, or 0 when none is known.
+func (n *Node) Leader() uint64 { return n.leader.Load() }
+
+// IsLeader reports whether this node believes it is the leader.
+func (n *Node) IsLeader() bool { return n.leader.Load() == n.cfg.ID }
+
+// ID returns this node's raft id.
+func (n *Node) ID() uint64 { return n.cfg.ID }
+
+// TransferLeadership asks the leader to hand leadership to the given node.
+func (n *Node) TransferLeadership(ctx context.Context, to uint64) {
+	n.raft.TransferLeadership(ctx, n.leader.Load(), to)
+}
+
+func (n *Node) run(ctx context.Context) {
+	defer close(n.stopped)
+	defer func() {
+		n.raft.Stop()
+		if err := n.trans.Close(); err != nil {
+			n.log.Debug("transport close", "err", err)
+		}
+		if err := n.wal.Close(); err != nil {
+			n.log.Warn("wal close", "err", err)
+		}
+	}()
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			n.raft.Tick()
+		case rd := <-n.raft.Ready():
+			if err := n.handleReady(rd); err != nil {
+				// A failed fsync means we cannot promise durability for what we would ack: stop
+				// rather than acknowledge writes that may be lost (the fsyncgate lesson).
+				n.log.Error("raft ready handling failed; stopping node", "err", err)
+				return
+			}
+		}
+	}
+}
+
+func (n *Node) handleReady(rd raft.Ready) error {
+	if rd.SoftState != nil {
+		n.leader.Store(rd.SoftState.Lead)
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		n.term.Store(rd.HardState.Term)
+	}
+	if len(rd.ReadStates) > 0 {
+		n.reads.deliver(rd.ReadStates)
+	}
+	// Durability first: a snapshot file before its WAL marker, then entries and HardState, fsynced
+	// when raft says so, all before any message that acknowledges them leaves this node.
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.snaps.Save(rd.Snapshot); err != nil {
+			return fmt.Errorf("save snapshot: %w", err)
+		}
+		if err := n.wal.SaveSnapshot(rd.Snapshot.Metadata.Index, rd.Snapshot.Metadata.Term); err != nil {
+			return fmt.Errorf("wal snapshot marker: %w", err)
+		}
+	}
+	if err := n.wal.Save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
+		return fmt.Errorf("wal save: %w", err)
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.storage.ApplySnapshot(rd.Snapshot); err != nil {
+			return fmt.Errorf("apply snapshot to storage: %w", err)
+		}
+		if err := n.sm.Restore(rd.Snapshot.Data); err != nil {
+			return fmt.Errorf("restore state machine: %w", err)
+		}
+		n.confState = rd.Snapshot.Metadata.ConfState
+		atomic.StoreUint64(&n.snapshotIndex, rd.Snapshot.Metadata.Index)
+		n.setApplied(rd.Snapshot.Metadata.Index)
+		if err := n.wal.ReleaseTo(rd.Snapshot.Metadata.Index); err != nil {
+			n.log.Warn("release wal", "err", err)
+		}
+	}
+	if err := n.storage.Append(rd.Entries); err != nil {
+		return fmt.Errorf("append to storage: %w", err)
+	}
+	n.trans.Send(rd.Messages)
+	if err := n.apply(rd.CommittedEntries); err != nil {
+		return err
+	}
+	n.maybeSnapshot()
+	n.raft.Advance()
+	return nil
+}
+
+func (n *Node) apply(ents []raftpb.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	applied := n.applied.Load()
+	for i := range ents {
+		e := &ents[i]
+		if e.Index <= applied {
+			continue // already in the restored snapshot
+		}
+		switch e.Type {
+		case raftpb.EntryNormal:
+			if len(e.Data) > 0 {
+				n.sm.Apply(e.Index, e.Data)
+			}
+		case raftpb.EntryConfChange:
+			var cc raftpb.ConfChange
+			if err := cc.Unmarshal(e.Data); err != nil {
+				return fmt.Errorf("decode conf change at %d: %w", e.Index, err)
+			}
+			n.confState = *n.raft.ApplyConfChange(cc)
+		case raftpb.EntryConfChangeV2:
+			var cc raftpb.ConfChangeV2
+			if err := cc.Unmarshal(e.Data); err != nil {
+				return fmt.Errorf("decode conf change at %d: %w", e.Index, err)
+			}
+			n.confState = *n.raft.ApplyConfChange(cc)
+		}
+		applied = e.Index
+	}
+	n.setApplied(applied)
+	return nil
+}
+
+// setApplied publishes the apply index and releases the barriers it satisfies.
+func (n *Node) setApplied(idx uint64) {
+	n.applied.Store(idx)
+	n.appliedMu.Lock()
+	kept := n.appliedWaiters[:0]
+	for _, w := range n.appliedWaiters {
+		if w.index <= idx {
+			close(w.ch)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	clear(n.appliedWaiters[len(kept):])
+	n.appliedWaiters = kept
+	n.appliedMu.Unlock()
+}
+
+// waitApplied blocks until the local apply index reaches idx.
+func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
+	if n.applied.Load() >= idx {
+		return nil
+	}
+	ch := make(chan struct{})
+	n.appliedMu.Lock()
+	if n.applied.Load() >= idx {
+		n.appliedMu.Unlock()
+		return nil
+	}
+	n.appliedWaiters = append(n.appliedWaiters, appliedWaiter{index: idx, ch: ch})
+	n.appliedMu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stopped:
+		return ErrStopped
+	}
+}
+
+func (n *Node) maybeSnapshot() {
+	applied := n.applied.Load()
+	snapIdx := atomic.LoadUint64(&n.snapshotIndex)
+	if applied-snapIdx < n.cfg.SnapshotEntries {
+		return
+	}
+	if err := n.snapshot(applied); err != nil {
+		n.log.Warn("snapshot failed", "index", applied, "err", err)
+	}
+}
+
+func (n *Node) snapshot(applied uint64) error {
+	start := time.Now()
+	data, err := n.sm.Snapshot()
+	if err != nil {
+		return fmt.Errorf("state machine snapshot: %w", err)
+	}
+	cs := n.confState
+	s, err := n.storage.CreateSnapshot(applied, &cs, data)
+	if err != nil {
+		return fmt.Errorf("create snapshot: %w", err)
+	}
+	if err := n.snaps.Save(s); err != nil {
+		return fmt.Errorf("save snapshot: %w", err)
+	}
+	if err := n.wal.SaveSnapshot(s.Metadata.Index, s.Metadata.Term); err != nil {
+		return fmt.Errorf("wal snapshot marker: %w", err)
+	}
+	atomic.StoreUint64(&n.snapshotIndex, applied)
+	if applied > n.cfg.CatchUpEntries {
+		if err := n.storage.Compact(applied - n.cfg.CatchUpEntries); err != nil && !errors.Is(err, raft.ErrCompacted) {
+			return fmt.Errorf("compact: %w", err)
+		}
+	}
+	// The snapshot file and marker are durable, so WAL segments wholly before it are not needed
+	// for recovery any more.
+	if err := n.wal.ReleaseTo(applied); err != nil {
+		return fmt.Errorf("release wal: %w", err)
+	}
+	n.log.Info("snapshot", "index", applied, "bytes", len(data), "took", time.Since(start))
+	return nil
+}

@@ -1,0 +1,266 @@
+package server
+
+import (
+	"math"
+
+	"github.com/shoal-kv/shoal/internal/group"
+)
+
+// cmdGet answers GET key.
+func cmdGet(c *conn, args [][]byte) {
+	val, ok, err := c.s.backend.Get(c.reqCtx(), args[1])
+	switch {
+	case err != nil:
+		c.backendError(err)
+	case !ok:
+		c.w.Null()
+	default:
+		c.w.Bulk(val)
+	}
+}
+
+// setOptions are the parsed options of SET beyond those the backend executes.
+type setOptions struct {
+	expire     []byte // the EX/PX/EXAT/PXAT argument, nil if none
+	expireUnit byte   // 's' for EX/EXAT, 'm' for PX/PXAT
+	keepTTL    bool
+}
+
+// parseSetOptions parses SET's options with the exact precedence rules of Redis 7
+// (parseExtendedStringArgumentsOrReply): NX and XX exclude each other, KEEPTTL and the expiry
+// options exclude each other, repeating the same option is allowed, and anything else is a
+// syntax error. It returns an error text, or "".
+func parseSetOptions(args [][]byte, a *group.SetArgs, o *setOptions) string {
+	const (
+		fEX = 1 << iota
+		fPX
+		fEXAT
+		fPXAT
+	)
+	var exp int
+	for j := 3; j < len(args); j++ {
+		opt := args[j]
+		hasNext := j+1 < len(args)
+		switch {
+		case equalFold(opt, "nx") && !a.XX:
+			a.NX = true
+		case equalFold(opt, "xx") && !a.NX:
+			a.XX = true
+		case equalFold(opt, "get"):
+			a.Get = true
+		case equalFold(opt, "keepttl") && exp == 0:
+			o.keepTTL = true
+		case equalFold(opt, "ex") && !o.keepTTL && exp&^fEX == 0 && hasNext:
+			exp |= fEX
+			o.expire, o.expireUnit = args[j+1], 's'
+			j++
+		case equalFold(opt, "px") && !o.keepTTL && exp&^fPX == 0 && hasNext:
+			exp |= fPX
+			o.expire, o.expireUnit = args[j+1], 'm'
+			j++
+		case equalFold(opt, "exat") && !o.keepTTL && exp&^fEXAT == 0 && hasNext:
+			exp |= fEXAT
+			o.expire, o.expireUnit = args[j+1], 's'
+			j++
+		case equalFold(opt, "pxat") && !o.keepTTL && exp&^fPXAT == 0 && hasNext:
+			exp |= fPXAT
+			o.expire, o.expireUnit = args[j+1], 'm'
+			j++
+		default:
+			return errSyntax
+		}
+	}
+	if o.expire != nil {
+		// Validate like Redis (getExpireMillisecondsOrReply) so that clients see the same
+		// error for a bad argument, then refuse: Shoal keys do not expire yet.
+		n, ok := parseInt(o.expire)
+		if !ok {
+			return errNotInteger
+		}
+		if n <= 0 || (o.expireUnit == 's' && n > math.MaxInt64/1000) {
+			return errInvalidExpire
+		}
+		return errNoExpiry
+	}
+	return ""
+}
+
+// cmdSet answers SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL].
+func cmdSet(c *conn, args [][]byte) {
+	a := group.SetArgs{Key: args[1], Val: args[2]}
+	var o setOptions
+	if e := parseSetOptions(args, &a, &o); e != "" {
+		c.w.Error(e)
+		return
+	}
+	res, err := c.s.backend.Set(c.reqCtx(), a)
+	switch {
+	case err != nil:
+		c.backendError(err)
+	case a.Get:
+		// SET ... GET replies with the previous value whether or not the write happened.
+		if res.HadOld {
+			c.w.Bulk(res.Old)
+		} else {
+			c.w.Null()
+		}
+	case res.Done:
+		c.w.SimpleString("OK")
+	default:
+		c.w.Null()
+	}
+}
+
+// cmdDel answers DEL key [key ...] with the number of keys removed.
+func cmdDel(c *conn, args [][]byte) {
+	n, err := c.s.backend.Del(c.reqCtx(), args[1:])
+	c.intReply(n, err)
+}
+
+// cmdExists answers EXISTS key [key ...]; a key named twice counts twice, as in Redis.
+func cmdExists(c *conn, args [][]byte) {
+	n, err := c.s.backend.Exists(c.reqCtx(), args[1:])
+	c.intReply(n, err)
+}
+
+// cmdAppend answers APPEND key value with the new length.
+func cmdAppend(c *conn, args [][]byte) {
+	n, err := c.s.backend.Append(c.reqCtx(), args[1], args[2])
+	c.intReply(n, err)
+}
+
+// cmdIncr answers INCR key.
+func cmdIncr(c *conn, args [][]byte) { c.incrBy(args[1], 1) }
+
+// cmdDecr answers DECR key.
+func cmdDecr(c *conn, args [][]byte) { c.incrBy(args[1], -1) }
+
+// cmdIncrBy answers INCRBY key delta.
+func cmdIncrBy(c *conn, args [][]byte) {
+	d, ok := parseInt(args[2])
+	if !ok {
+		c.w.Error(errNotInteger)
+		return
+	}
+	c.incrBy(args[1], d)
+}
+
+// cmdDecrBy answers DECRBY key delta. Negating math.MinInt64 overflows, which Redis 7 reports
+// with its own message before touching the key.
+func cmdDecrBy(c *conn, args [][]byte) {
+	d, ok := parseInt(args[2])
+	if !ok {
+		c.w.Error(errNotInteger)
+		return
+	}
+	if d == math.MinInt64 {
+		c.w.Error(errDecrOverflow)
+		return
+	}
+	c.incrBy(args[1], -d)
+}
+
+func (c *conn) incrBy(key []byte, delta int64) {
+	n, err := c.s.backend.IncrBy(c.reqCtx(), key, delta)
+	c.intReply(n, err)
+}
+
+// cmdMGet answers MGET key [key ...] with one value or null per key.
+func cmdMGet(c *conn, args [][]byte) {
+	vals, found, err := c.s.backend.MGet(c.reqCtx(), args[1:])
+	if err != nil {
+		c.backendError(err)
+		return
+	}
+	c.w.ArrayHeader(len(args) - 1)
+	for i := range args[1:] {
+		if i < len(found) && found[i] {
+			c.w.Bulk(vals[i])
+		} else {
+			c.w.Null()
+		}
+	}
+}
+
+// cmdMSet answers MSET key value [key value ...]. An odd number of key/value arguments is an
+// arity error in Redis, not a syntax error.
+func cmdMSet(c *conn, args [][]byte) {
+	if len(args)%2 == 0 {
+		c.arityError("mset")
+		return
+	}
+	if err := c.s.backend.MSet(c.reqCtx(), args[1:]); err != nil {
+		c.backendError(err)
+		return
+	}
+	c.w.SimpleString("OK")
+}
+
+// cmdDBSize answers DBSIZE.
+func cmdDBSize(c *conn, args [][]byte) {
+	n, err := c.s.backend.DBSize(c.reqCtx())
+	c.intReply(n, err)
+}
+
+// cmdScan answers SCAN cursor [MATCH pattern] [COUNT count] [TYPE type] with
+// [next-cursor, [key ...]], parsing options exactly as Redis's scanGenericCommand does.
+func cmdScan(c *conn, args [][]byte) {
+	cursor, ok := parseCursor(args[1])
+	if !ok {
+		c.w.Error(errInvalidCursor)
+		return
+	}
+	count := int64(10)
+	var match []byte
+	onlyStrings := true
+	for i := 2; i < len(args); i += 2 {
+		if i+1 >= len(args) {
+			c.w.Error(errSyntax)
+			return
+		}
+		switch opt, val := args[i], args[i+1]; {
+		case equalFold(opt, "count"):
+			n, ok := parseInt(val)
+			if !ok {
+				c.w.Error(errNotInteger)
+				return
+			}
+			if n < 1 {
+				c.w.Error(errSyntax)
+				return
+			}
+			count = n
+		case equalFold(opt, "match"):
+			// "*" matches everything; Redis skips matching for it, and so does the backend.
+			if len(val) == 1 && val[0] == '*' {
+				match = nil
+			} else {
+				match = val
+			}
+		case equalFold(opt, "type"):
+			// Every Shoal value is a string. Redis 7 accepts unknown type names and returns
+			// no keys for them, still advancing the cursor.
+			onlyStrings = equalFold(val, "string")
+		default:
+			c.w.Error(errSyntax)
+			return
+		}
+	}
+	if count > math.MaxInt32 {
+		count = math.MaxInt32
+	}
+	next, keys, err := c.s.backend.Scan(c.reqCtx(), cursor, match, int(count))
+	if err != nil {
+		c.backendError(err)
+		return
+	}
+	if !onlyStrings {
+		keys = nil
+	}
+	c.w.ArrayHeader(2)
+	c.w.Bulk(c.appendInt(next))
+	c.w.ArrayHeader(len(keys))
+	for _, k := range keys {
+		c.w.Bulk(k)
+	}
+}

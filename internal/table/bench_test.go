@@ -1,0 +1,255 @@
+package table
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Benchmarks compare the table with a Go map[string][]byte on the workload of the memory
+// target: 16-byte keys and 32-byte values. Set SHOAL_BENCH_10M=1 to add the 10M-pair variants
+// (several GiB of memory and about a minute).
+
+const benchVal = "0123456789abcdef0123456789abcdef" // 32 bytes
+
+// benchKey writes the i-th 16-byte key into dst.
+func benchKey(dst []byte, i int) []byte {
+	dst = append(dst[:0], "key:000000000000"...)
+	s := strconv.AppendInt(make([]byte, 0, 20), int64(i), 10)
+	copy(dst[16-len(s):], s)
+	return dst
+}
+
+func benchKeys(n int) [][]byte {
+	keys := make([][]byte, n)
+	for i := range keys {
+		keys[i] = benchKey(make([]byte, 0, 16), i)
+	}
+	return keys
+}
+
+func benchSizes() []int {
+	sizes := []int{1 << 20}
+	if os.Getenv("SHOAL_BENCH_10M") != "" {
+		sizes = append(sizes, 10<<20)
+	}
+	return sizes
+}
+
+func sizeName(n int) string { return fmt.Sprintf("%dM", n>>20) }
+
+func BenchmarkGet(b *testing.B) {
+	for _, n := range benchSizes() {
+		keys := benchKeys(n)
+		tb := New()
+		m := make(map[string][]byte)
+		for _, k := range keys {
+			tb.Set(k, []byte(benchVal))
+			m[string(k)] = []byte(benchVal)
+		}
+		b.Run("table/"+sizeName(n), func(b *testing.B) {
+			var dst []byte
+			for i := 0; i < b.N; i++ {
+				dst, _ = tb.Get(keys[(i*7919)%n], dst[:0])
+			}
+		})
+		b.Run("gomap/"+sizeName(n), func(b *testing.B) {
+			var dst []byte
+			for i := 0; i < b.N; i++ {
+				dst = append(dst[:0], m[string(keys[(i*7919)%n])]...)
+			}
+		})
+		b.Run("table-parallel/"+sizeName(n), func(b *testing.B) {
+			var seq atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(seq.Add(1)) * 1000003
+				var dst []byte
+				for pb.Next() {
+					dst, _ = tb.Get(keys[(i*7919)%n], dst[:0])
+					i++
+				}
+			})
+		})
+		// Concurrent readers of a map need no lock as long as nobody writes.
+		b.Run("gomap-parallel/"+sizeName(n), func(b *testing.B) {
+			var seq atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(seq.Add(1)) * 1000003
+				var dst []byte
+				for pb.Next() {
+					dst = append(dst[:0], m[string(keys[(i*7919)%n])]...)
+					i++
+				}
+			})
+		})
+		runtime.KeepAlive(m)
+	}
+}
+
+func BenchmarkSet(b *testing.B) {
+	for _, n := range benchSizes() {
+		keys := benchKeys(n)
+		val := []byte(benchVal)
+		// Overwrite: the steady state of a full table.
+		tb := New()
+		m := make(map[string][]byte)
+		for _, k := range keys {
+			tb.Set(k, val)
+			m[string(k)] = slices.Clone(val)
+		}
+		b.Run("table-overwrite/"+sizeName(n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				tb.Set(keys[(i*7919)%n], val)
+			}
+		})
+		// A map stores the caller's slice; a store must copy it, as the table does.
+		b.Run("gomap-overwrite/"+sizeName(n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				m[string(keys[(i*7919)%n])] = slices.Clone(val)
+			}
+		})
+		b.Run("table-overwrite-parallel/"+sizeName(n), func(b *testing.B) {
+			var seq atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(seq.Add(1)) * 1000003
+				for pb.Next() {
+					tb.Set(keys[(i*7919)%n], val)
+					i++
+				}
+			})
+		})
+		var mu sync.Mutex
+		b.Run("gomap-overwrite-parallel/"+sizeName(n), func(b *testing.B) {
+			var seq atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(seq.Add(1)) * 1000003
+				for pb.Next() {
+					v := slices.Clone(val)
+					mu.Lock()
+					m[string(keys[(i*7919)%n])] = v
+					mu.Unlock()
+					i++
+				}
+			})
+		})
+		tb, m = nil, nil
+		runtime.GC()
+		// Insert: a growing table (keys cycle when b.N exceeds n, then it overwrites).
+		b.Run("table-insert/"+sizeName(n), func(b *testing.B) {
+			t := New()
+			for i := 0; i < b.N; i++ {
+				t.Set(keys[i%n], val)
+			}
+		})
+		b.Run("gomap-insert/"+sizeName(n), func(b *testing.B) {
+			mm := make(map[string][]byte)
+			for i := 0; i < b.N; i++ {
+				mm[string(keys[i%n])] = slices.Clone(val)
+			}
+		})
+	}
+}
+
+// rss returns the resident set size of the process from /proc/self/statm (0 if unavailable).
+func rss() int64 {
+	data, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}
+
+// settle collects garbage and returns freed heap to the OS so RSS reflects live memory.
+func settle() (heapInuse, rssBytes int64) {
+	runtime.GC()
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapInuse), rss()
+}
+
+// BenchmarkMemory builds n pairs and reports overhead bytes per pair beyond the raw 48 bytes:
+// from the table's own accounting (table-stats), from Go heap in use, and from RSS. The heap
+// figure of the table excludes its mmap'd pages by design; RSS includes everything.
+func BenchmarkMemory(b *testing.B) {
+	for _, n := range benchSizes() {
+		raw := float64(16 + len(benchVal))
+		b.Run("table/"+sizeName(n), func(b *testing.B) {
+			for range b.N {
+				h0, r0 := settle()
+				tb := New()
+				var k []byte
+				for i := range n {
+					k = benchKey(k, i)
+					tb.Set(k, []byte(benchVal))
+				}
+				h1, r1 := settle()
+				st := tb.Stats()
+				b.ReportMetric(st.OverheadPerPair, "stats-B/pair")
+				b.ReportMetric(float64(h1-h0)/float64(n), "heap-B/pair")
+				b.ReportMetric(float64(r1-r0)/float64(n)-raw, "rss-overhead-B/pair")
+				runtime.KeepAlive(tb)
+				tb.Reset()
+			}
+		})
+		b.Run("gomap/"+sizeName(n), func(b *testing.B) {
+			for range b.N {
+				h0, r0 := settle()
+				m := make(map[string][]byte)
+				var k []byte
+				for i := range n {
+					k = benchKey(k, i)
+					m[string(k)] = []byte(benchVal)
+				}
+				h1, r1 := settle()
+				b.ReportMetric(float64(h1-h0)/float64(n)-raw, "heap-overhead-B/pair")
+				b.ReportMetric(float64(r1-r0)/float64(n)-raw, "rss-overhead-B/pair")
+				runtime.KeepAlive(m)
+			}
+		})
+	}
+}
+
+// BenchmarkGrowthLatency times every Set while a table grows from n/10 to n pairs and reports
+// the latency percentiles: growth is per slot, so p99 must stay near the median.
+func BenchmarkGrowthLatency(b *testing.B) {
+	for _, n := range benchSizes() {
+		b.Run(sizeName(n), func(b *testing.B) {
+			for range b.N {
+				tb := New()
+				var k []byte
+				for i := range n / 10 {
+					k = benchKey(k, i)
+					tb.Set(k, []byte(benchVal))
+				}
+				lat := make([]int64, 0, n-n/10)
+				for i := n / 10; i < n; i++ {
+					k = benchKey(k, i)
+					t0 := time.Now()
+					tb.Set(k, []byte(benchVal))
+					lat = append(lat, int64(time.Since(t0)))
+				}
+				slices.Sort(lat)
+				p := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))]) }
+				b.ReportMetric(p(0.5), "p50-ns")
+				b.ReportMetric(p(0.99), "p99-ns")
+				b.ReportMetric(p(0.999), "p999-ns")
+				b.ReportMetric(p(0.99)/p(0.5), "p99/p50")
+				tb.Reset()
+			}
+		})
+	}
+}

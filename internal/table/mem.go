@@ -1,0 +1,156 @@
+package table
+
+import (
+	"slices"
+	"sync"
+	"unsafe"
+)
+
+// pagePool hands out the full-size (maxPage) arena pages of one Table. Pages are carved from
+// 1 MiB chunks mapped outside the Go heap (see mapChunk), so tens of gigabytes of pairs neither
+// slow the garbage collector nor double the heap goal. A chunk whose pages are all free is
+// unmapped at once, and once more than a quarter of the mapped pages sit idle, freed pages are
+// madvised away, so deleted and overwritten space really returns to the OS.
+//
+// Pages smaller than maxPage (the first pages of small slots) and dedicated pages of large
+// records come from the Go heap instead: they are few and their sizes vary.
+type pagePool struct {
+	mu     sync.Mutex
+	chunks []*chunk // sorted by base address, for put's lookup
+	cur    *chunk   // chunk get allocates from while it has room
+	used   int      // pages handed out
+	idle   int      // free pages still backed by physical memory
+}
+
+const (
+	chunkSize     = 1 << 20
+	pagesPerChunk = chunkSize / maxPage
+)
+
+// chunk is one mapping of pagesPerChunk pages.
+type chunk struct {
+	mem     []byte
+	base    uintptr
+	free    []uint16 // free page numbers, most recently freed last (likely still resident)
+	next    int      // pages at or beyond next were never handed out
+	used    int
+	dropped [pagesPerChunk / 64]uint64 // free pages whose memory was madvised away
+}
+
+func (c *chunk) hasRoom() bool { return len(c.free) > 0 || c.next < pagesPerChunk }
+
+func newPagePool() *pagePool { return &pagePool{} }
+
+// get returns a zero-length-agnostic page of maxPage bytes (contents unspecified).
+func (p *pagePool) get() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.cur
+	if c == nil || !c.hasRoom() {
+		c = nil
+		// Prefer the lowest chunk with room, so that high chunks drain and can be unmapped.
+		for _, x := range p.chunks {
+			if x.hasRoom() {
+				c = x
+				break
+			}
+		}
+		if c == nil {
+			mem, ok := mapChunk(chunkSize)
+			if !ok {
+				return make([]byte, maxPage)
+			}
+			c = &chunk{mem: mem, base: uintptr(unsafe.Pointer(unsafe.SliceData(mem)))}
+			i, _ := slices.BinarySearchFunc(p.chunks, c.base, func(x *chunk, b uintptr) int {
+				return cmpUintptr(x.base, b)
+			})
+			p.chunks = slices.Insert(p.chunks, i, c)
+		}
+		p.cur = c
+	}
+	var i int
+	if n := len(c.free); n > 0 {
+		i = int(c.free[n-1])
+		c.free = c.free[:n-1]
+		if c.dropped[i/64]&(1<<(i%64)) != 0 {
+			c.dropped[i/64] &^= 1 << (i % 64)
+		} else {
+			p.idle--
+		}
+	} else {
+		i = c.next
+		c.next++
+	}
+	c.used++
+	p.used++
+	return c.mem[i*maxPage : (i+1)*maxPage : (i+1)*maxPage]
+}
+
+// put returns a page obtained from get. Pages that did not come from a chunk (the heap
+// fallback) are left to the garbage collector.
+func (p *pagePool) put(b []byte) {
+	addr := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i, found := slices.BinarySearchFunc(p.chunks, addr, func(x *chunk, a uintptr) int {
+		return cmpUintptr(x.base, a)
+	})
+	if !found {
+		i--
+	}
+	if i < 0 || addr >= p.chunks[i].base+chunkSize {
+		return
+	}
+	c := p.chunks[i]
+	pg := int((addr - c.base) / maxPage)
+	c.used--
+	p.used--
+	if c.used == 0 {
+		// Whole chunk free: give it back. Its other free pages leave the idle count.
+		for _, f := range c.free {
+			if c.dropped[f/64]&(1<<(f%64)) == 0 {
+				p.idle--
+			}
+		}
+		p.chunks = slices.Delete(p.chunks, i, i+1)
+		if p.cur == c {
+			p.cur = nil
+		}
+		unmapChunk(c.mem)
+		return
+	}
+	c.free = append(c.free, uint16(pg))
+	if p.idle >= 256 && p.idle*4 >= p.used {
+		c.dropped[pg/64] |= 1 << (pg % 64)
+		dropPages(b)
+	} else {
+		p.idle++
+	}
+}
+
+// release unmaps every chunk. Only for a pool no page of which is referenced any more.
+func (p *pagePool) release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.chunks {
+		unmapChunk(c.mem)
+	}
+	p.chunks, p.cur, p.used, p.idle = nil, nil, 0, 0
+}
+
+// stats reports the bytes mapped and the idle resident bytes of the pool.
+func (p *pagePool) stats() (mapped, idle int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return int64(len(p.chunks)) * chunkSize, int64(p.idle) * maxPage
+}
+
+func cmpUintptr(a, b uintptr) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,21 @@
+//go:build linux
+
+package table
+
+import "golang.org/x/sys/unix"
+
+// mapChunk reserves n bytes of anonymous memory outside the Go heap: the collector neither
+// scans it nor counts it towards its pacing goal, and munmap returns it to the OS at once.
+func mapChunk(n int) ([]byte, bool) {
+	b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON)
+	if err != nil {
+		return nil, false
+	}
+	return b, true
+}
+
+// unmapChunk releases a chunk obtained from mapChunk.
+func unmapChunk(b []byte) { _ = unix.Munmap(b) }
+
+// dropPages tells the OS it may discard the physical pages behind b; they read as zero later.
+func dropPages(b []byte) { _ = unix.Madvise(b, unix.MADV_DONTNEED) }

@@ -1,0 +1,251 @@
+package table
+
+import (
+	"bytes"
+	"hash/maphash"
+	"runtime"
+	"sync/atomic"
+
+	"github.com/shoal-kv/shoal/internal/keyspace"
+)
+
+// Table is a concurrent hash table from byte-string keys to byte-string values, organised by
+// Redis Cluster hash slot. The zero value is not usable; call New. All methods are safe for
+// concurrent use. Keys and values are copied in and out.
+type Table struct {
+	seed  maphash.Seed
+	pool  *pagePool
+	slots [keyspace.NumSlots]atomic.Pointer[slotTable] // created on first write, never removed
+}
+
+// New returns an empty table. Arena memory is mapped outside the Go heap; it is returned by
+// Delete, DropRange and Reset, and whatever remains is unmapped once the Table is unreachable.
+func New() *Table {
+	t := &Table{seed: maphash.MakeSeed(), pool: newPagePool()}
+	runtime.AddCleanup(t, (*pagePool).release, t.pool)
+	return t
+}
+
+// reader returns the slot table of slot for reading, or nil when the slot never had a pair.
+func (t *Table) reader(slot uint16) *slotTable { return t.slots[slot].Load() }
+
+// writer returns the slot table of slot, creating it. Slot tables are never removed (DropRange
+// empties them), so a writer holding one can never write into a detached table.
+func (t *Table) writer(slot uint16) *slotTable {
+	if s := t.slots[slot].Load(); s != nil {
+		return s
+	}
+	s := newSlotTable(t.seed, t.pool)
+	if t.slots[slot].CompareAndSwap(nil, s) {
+		return s
+	}
+	return t.slots[slot].Load()
+}
+
+// Get appends the value of key to dst and returns it with ok true, or returns dst and false
+// when key is absent.
+func (t *Table) Get(key []byte, dst []byte) (val []byte, ok bool) {
+	s := t.reader(keyspace.Slot(key))
+	if s == nil {
+		return dst, false
+	}
+	h := s.hash(key)
+	s.mu.RLock()
+	val, ok = s.get(key, h, dst)
+	s.mu.RUnlock()
+	return val, ok
+}
+
+// Has reports whether key is present, without copying its value.
+func (t *Table) Has(key []byte) bool {
+	s := t.reader(keyspace.Slot(key))
+	if s == nil {
+		return false
+	}
+	h := s.hash(key)
+	s.mu.RLock()
+	ok := s.find(key, h) >= 0
+	s.mu.RUnlock()
+	return ok
+}
+
+// Set stores val under key and reports whether it replaced an existing value.
+func (t *Table) Set(key, val []byte) (replaced bool) {
+	s := t.writer(keyspace.Slot(key))
+	h := s.hash(key)
+	s.mu.Lock()
+	s.reserve()
+	if idx := s.find(key, h); idx >= 0 {
+		s.overwrite(idx, key, val)
+		replaced = true
+	} else {
+		s.insert(key, val, h)
+	}
+	s.maybeCompact()
+	s.mu.Unlock()
+	return replaced
+}
+
+// Delete removes key and reports whether it was present.
+func (t *Table) Delete(key []byte) bool {
+	s := t.reader(keyspace.Slot(key))
+	if s == nil {
+		return false
+	}
+	h := s.hash(key)
+	s.mu.Lock()
+	idx := s.find(key, h)
+	if idx >= 0 {
+		s.remove(idx)
+		s.maybeCompact()
+	}
+	s.mu.Unlock()
+	return idx >= 0
+}
+
+// Append appends suffix to the value of key (creating key with value suffix when absent) and
+// returns the new length of the value. A value that outgrows its record is relocated; values
+// longer than 1 KiB get 25% headroom so that repeated appends copy linearly in total.
+func (t *Table) Append(key, suffix []byte) (newLen int) {
+	s := t.writer(keyspace.Slot(key))
+	h := s.hash(key)
+	s.mu.Lock()
+	s.reserve()
+	if idx := s.find(key, h); idx >= 0 {
+		newLen = s.appendTo(idx, suffix)
+	} else {
+		s.insert(key, suffix, h)
+		newLen = len(suffix)
+	}
+	s.maybeCompact()
+	s.mu.Unlock()
+	return newLen
+}
+
+// CompareAndSwap sets key to new if its current state matches: when oldPresent is true, key
+// must be present with a value equal to old; when false, key must be absent (old is ignored).
+// It reports whether the value was written. A nil new stores an empty value.
+func (t *Table) CompareAndSwap(key, old, new []byte, oldPresent bool) bool {
+	s := t.writer(keyspace.Slot(key))
+	h := s.hash(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reserve()
+	idx := s.find(key, h)
+	if oldPresent {
+		if idx < 0 {
+			return false
+		}
+		if _, v := parseRecord(s.record(s.offs[idx])); !bytes.Equal(v, old) {
+			return false
+		}
+		s.overwrite(idx, key, new)
+		s.maybeCompact()
+		return true
+	}
+	if idx >= 0 {
+		return false
+	}
+	s.insert(key, new, h)
+	return true
+}
+
+// Len returns the number of pairs. It sums per-slot counters (16384 atomic loads), so it is
+// exact only when no writes run concurrently.
+func (t *Table) Len() int {
+	n := 0
+	for i := range t.slots {
+		if s := t.slots[i].Load(); s != nil {
+			n += int(s.count.Load())
+		}
+	}
+	return n
+}
+
+// SlotLen returns the number of pairs in slot (0 for slots >= keyspace.NumSlots).
+func (t *Table) SlotLen(slot uint16) int {
+	if int(slot) >= keyspace.NumSlots {
+		return 0
+	}
+	if s := t.reader(slot); s != nil {
+		return int(s.count.Load())
+	}
+	return 0
+}
+
+// RangeLen returns the number of pairs in the slots of r, in time proportional to r.Len().
+func (t *Table) RangeLen(r keyspace.Range) int {
+	lo, hi := clampRange(r)
+	n := 0
+	for slot := lo; slot < hi; slot++ {
+		if s := t.slots[slot].Load(); s != nil {
+			n += int(s.count.Load())
+		}
+	}
+	return n
+}
+
+// Range calls fn for every pair in the slots of r, slot by slot, until fn returns false. Each
+// slot is visited under its read lock, so a slot's pairs are a consistent snapshot; key and val
+// are valid only during the call, and fn must not call methods of t (a writer waiting on the
+// same slot would deadlock with it).
+func (t *Table) Range(r keyspace.Range, fn func(key, val []byte) bool) {
+	lo, hi := clampRange(r)
+	for slot := lo; slot < hi; slot++ {
+		s := t.slots[slot].Load()
+		if s == nil {
+			continue
+		}
+		s.mu.RLock()
+		cont := s.each(fn)
+		s.mu.RUnlock()
+		if !cont {
+			return
+		}
+	}
+}
+
+// each calls fn for every pair of the slot in index order; it reports whether fn always
+// returned true.
+func (s *slotTable) each(fn func(key, val []byte) bool) bool {
+	for i, cb := range s.ctrl {
+		if cb&0x80 != 0 {
+			continue
+		}
+		k, v := parseRecord(s.record(s.offs[i]))
+		if !fn(k, v) {
+			return false
+		}
+	}
+	return true
+}
+
+// DropRange removes every pair in the slots of r and returns how many it removed, freeing
+// their memory. It costs time proportional to r.Len() plus the pages freed.
+func (t *Table) DropRange(r keyspace.Range) int {
+	lo, hi := clampRange(r)
+	n := 0
+	for slot := lo; slot < hi; slot++ {
+		s := t.slots[slot].Load()
+		if s == nil {
+			continue
+		}
+		s.mu.Lock()
+		n += s.clear()
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// Reset removes every pair.
+func (t *Table) Reset() { t.DropRange(keyspace.All()) }
+
+// clampRange returns r's bounds limited to the valid slots.
+func clampRange(r keyspace.Range) (lo, hi int) {
+	lo, hi = int(r.Lo), int(r.Hi)
+	hi = min(hi, keyspace.NumSlots)
+	if lo > hi {
+		lo = hi
+	}
+	return lo, hi
+}

@@ -1,0 +1,143 @@
+package transport
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Wire format
+//
+// Every frame is a 4-byte big-endian payload length followed by the payload. The first frame a
+// dialer writes on a new connection is a hello (helloSize bytes):
+//
+//	magic   uint32  "SHRT" — rejects connections from anything that is not a Shoal raft transport
+//	version uint16  wire version; bumped on incompatible changes
+//	flags   uint16  reserved, must be zero
+//	from    uint64  raft ID of the sending transport
+//	to      uint64  raft ID the sender believes it is talking to — catches mis-wired peer lists
+//
+// Every later frame is one marshalled raftpb.Message. Connections are one-way: the dialer only
+// writes and the acceptor only reads, so a link needs no request/response framing.
+
+const (
+	// HelloMagic identifies a Shoal raft transport connection ("SHRT").
+	HelloMagic uint32 = 0x53485254
+	// WireVersion is the wire-format version carried in the hello frame.
+	WireVersion uint16 = 1
+	// DefaultMaxFrameSize bounds a single frame (1 GiB). It is large because a MsgSnap carries
+	// the whole state machine snapshot, and finite so a corrupt length cannot make the reader
+	// allocate without limit.
+	DefaultMaxFrameSize = 1 << 30
+
+	frameHeaderSize = 4
+	helloSize       = 4 + 2 + 2 + 8 + 8
+
+	// maxRetainedBuf is the largest scratch buffer a reader or writer keeps between frames;
+	// larger ones (snapshots) are allocated per frame so a single snapshot does not pin its
+	// size in memory for the connection's lifetime.
+	maxRetainedBuf = 1 << 20
+	// largeFrameChunk is the initial allocation for frames above maxRetainedBuf: the buffer
+	// grows as bytes actually arrive, so a bogus length cannot allocate 1 GiB up front.
+	largeFrameChunk = 4 << 20
+)
+
+// ErrFrameTooLarge is returned (wrapped) when a frame exceeds the configured maximum size.
+var ErrFrameTooLarge = errors.New("transport: frame too large")
+
+// ErrBadHello is returned (wrapped) when a connection's first frame is not a valid hello.
+var ErrBadHello = errors.New("transport: bad hello")
+
+// hello is the first frame of every connection.
+type hello struct {
+	From, To uint64
+}
+
+// appendHello appends the complete hello frame (header included) to b.
+func appendHello(b []byte, h hello) []byte {
+	b = binary.BigEndian.AppendUint32(b, helloSize)
+	b = binary.BigEndian.AppendUint32(b, HelloMagic)
+	b = binary.BigEndian.AppendUint16(b, WireVersion)
+	b = binary.BigEndian.AppendUint16(b, 0)
+	b = binary.BigEndian.AppendUint64(b, h.From)
+	b = binary.BigEndian.AppendUint64(b, h.To)
+	return b
+}
+
+// readHello reads and validates the hello frame. It checks the length before anything else so a
+// non-Shoal client (say, an HTTP request) is rejected after 4 bytes.
+func readHello(r io.Reader) (hello, error) {
+	var buf [frameHeaderSize + helloSize]byte
+	if _, err := io.ReadFull(r, buf[:frameHeaderSize]); err != nil {
+		return hello{}, fmt.Errorf("read hello header: %w", err)
+	}
+	if n := binary.BigEndian.Uint32(buf[:frameHeaderSize]); n != helloSize {
+		return hello{}, fmt.Errorf("%w: length %d, want %d", ErrBadHello, n, helloSize)
+	}
+	if _, err := io.ReadFull(r, buf[frameHeaderSize:]); err != nil {
+		return hello{}, fmt.Errorf("read hello: %w", err)
+	}
+	p := buf[frameHeaderSize:]
+	if magic := binary.BigEndian.Uint32(p[0:4]); magic != HelloMagic {
+		return hello{}, fmt.Errorf("%w: magic %#x", ErrBadHello, magic)
+	}
+	if v := binary.BigEndian.Uint16(p[4:6]); v != WireVersion {
+		return hello{}, fmt.Errorf("%w: version %d, want %d", ErrBadHello, v, WireVersion)
+	}
+	if f := binary.BigEndian.Uint16(p[6:8]); f != 0 {
+		return hello{}, fmt.Errorf("%w: unknown flags %#x", ErrBadHello, f)
+	}
+	h := hello{From: binary.BigEndian.Uint64(p[8:16]), To: binary.BigEndian.Uint64(p[16:24])}
+	if h.From == 0 {
+		return hello{}, fmt.Errorf("%w: sender id 0", ErrBadHello)
+	}
+	return h, nil
+}
+
+// frameReader reads length-prefixed frames, reusing one buffer for ordinary-sized frames.
+type frameReader struct {
+	r   *bufio.Reader
+	max int
+	buf []byte
+}
+
+// next returns the next frame's payload. The slice is valid only until the following call;
+// callers must copy what they keep (raftpb's Unmarshal copies byte fields, so decoding is enough).
+func (fr *frameReader) next() ([]byte, error) {
+	var hdr [frameHeaderSize]byte
+	if _, err := io.ReadFull(fr.r, hdr[:]); err != nil {
+		return nil, err // io.EOF here is a clean close between frames
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if uint64(n) > uint64(fr.max) {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, fr.max)
+	}
+	if n <= maxRetainedBuf {
+		if cap(fr.buf) < int(n) {
+			fr.buf = make([]byte, n, max(int(n), 64<<10))
+		}
+		b := fr.buf[:n]
+		if _, err := io.ReadFull(fr.r, b); err != nil {
+			return nil, fmt.Errorf("read frame body (%d bytes): %w", n, noEOF(err))
+		}
+		return b, nil
+	}
+	var bb bytes.Buffer
+	bb.Grow(min(int(n), largeFrameChunk))
+	got, err := io.CopyN(&bb, fr.r, int64(n))
+	if err != nil {
+		return nil, fmt.Errorf("read frame body (%d of %d bytes): %w", got, n, noEOF(err))
+	}
+	return bb.Bytes(), nil
+}
+
+// noEOF turns io.EOF into io.ErrUnexpectedEOF: inside a frame, EOF means truncation.
+func noEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

@@ -1,0 +1,320 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+const (
+	// writeBufSize is the bufio.Writer size of an outbound connection: big enough that a burst
+	// of small MsgApp/heartbeats goes out in one syscall.
+	writeBufSize = 64 << 10
+	// maxBatch bounds how many messages are written between flushes, so that under sustained
+	// load snapshot statuses are still reported and the deadline is refreshed regularly.
+	maxBatch = 1024
+)
+
+// peer is one outbound link: a bounded queue and the writer goroutine that drains it.
+type peer struct {
+	t     *Transport
+	id    uint64
+	addr  string
+	queue chan raftpb.Message
+
+	// Guarded by t.mu.
+	cancel  context.CancelFunc // set once the writer is started
+	stopped bool
+}
+
+func (t *Transport) newPeer(id uint64, addr string) *peer {
+	return &peer{t: t, id: id, addr: addr, queue: make(chan raftpb.Message, t.cfg.QueueSize)}
+}
+
+// startPeerLocked starts p's writer. t.mu must be held, t.started true and t.closed false.
+func (t *Transport) startPeerLocked(p *peer) {
+	if p.stopped || p.cancel != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(t.ctx)
+	p.cancel = cancel
+	t.goLocked(func() { p.run(ctx) })
+}
+
+// stop makes the writer exit. t.mu must be held. The queue channel is never closed, so a
+// concurrent Send that still holds p cannot panic; its message is simply never written.
+func (p *peer) stop() {
+	p.stopped = true
+	if p.cancel != nil {
+		p.cancel()
+	}
+}
+
+// enqueue adds m to the queue without blocking and reports whether it fit.
+func (p *peer) enqueue(m *raftpb.Message) bool {
+	select {
+	case p.queue <- *m:
+		return true
+	default:
+		return false
+	}
+}
+
+// link is the writer's connection state; only the writer goroutine touches it.
+type link struct {
+	conn        net.Conn
+	bw          *bufio.Writer
+	dead        chan struct{} // closed when the remote end closes or the conn breaks
+	connectedAt time.Time
+	// stopClose cancels the context hook that closes conn when the writer's context ends
+	// (so a write blocked on a stalled peer returns); closedByCtx is closed once that hook ran.
+	stopClose   func() bool
+	closedByCtx chan struct{}
+}
+
+// run is the writer goroutine: it owns p's connection for its whole life.
+func (p *peer) run(ctx context.Context) {
+	t := p.t
+	log := t.log.With("peer", p.id, "addr", p.addr)
+	var (
+		l        link
+		scratch  []byte // reused encoding buffer for frames that do not fit the bufio buffer
+		snaps    int    // MsgSnap frames written since the last flush, reported after it
+		failures int    // consecutive connection failures, drives backoff
+		retryAt  time.Time
+	)
+	defer p.closeLink(&l)
+
+	// fail tears the connection down after an error and schedules the next dial.
+	fail := func(err error) {
+		if l.conn != nil && time.Since(l.connectedAt) > t.cfg.MaxBackoff {
+			failures = 0 // the link was healthy for a while: this is a fresh outage
+		}
+		p.closeLink(&l)
+		for ; snaps > 0; snaps-- {
+			t.cfg.SnapshotStatus(p.id, true)
+		}
+		retryAt = time.Now().Add(t.backoff(failures))
+		failures++
+		log.Debug("peer link down", "err", err, "retry_in", time.Until(retryAt).Round(time.Millisecond))
+		t.cfg.Unreachable(p.id)
+	}
+
+	for {
+		var m raftpb.Message
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.dead: // nil channel when not connected
+			fail(errors.New("connection closed by peer"))
+			continue
+		case m = <-p.queue:
+		}
+
+		if l.conn == nil {
+			if time.Now().Before(retryAt) {
+				// Backing off: drop rather than queue, so the peer gets fresh messages
+				// when it returns and Send does not fill up with stale ones meanwhile.
+				t.reportDrop(&m)
+				continue
+			}
+			if err := p.dial(ctx, &l); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				if m.Type == raftpb.MsgSnap {
+					snaps++ // fail reports it, together with Unreachable
+				}
+				fail(err)
+				continue
+			}
+			log.Debug("peer link up")
+		}
+
+		// Write m and whatever else is already queued, then flush once: under load many
+		// messages share one syscall; when idle each message is flushed immediately.
+		var err error
+		for n := 0; ; n++ {
+			var isSnap bool
+			if isSnap, err = p.writeFrame(&l, &m, &scratch); err != nil {
+				if isSnap {
+					t.cfg.SnapshotStatus(p.id, true)
+				}
+				break
+			}
+			if isSnap {
+				snaps++
+			}
+			if n+1 >= maxBatch {
+				break
+			}
+			select {
+			case m = <-p.queue:
+				continue
+			default:
+			}
+			break
+		}
+		if err == nil {
+			err = p.flush(&l)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return // Close/RemovePeer closed the conn under us; not a peer failure
+			}
+			fail(err)
+			continue
+		}
+		for ; snaps > 0; snaps-- {
+			t.cfg.SnapshotStatus(p.id, false)
+		}
+	}
+}
+
+// errTooLarge is returned by writeFrame for a message over MaxFrameSize; the connection is
+// still usable, only the message is dropped.
+type errTooLarge struct{ size int }
+
+func (e errTooLarge) Error() string { return fmt.Sprintf("message of %d bytes", e.size) }
+
+// writeFrame encodes m as a frame into the link's buffer. isSnap reports whether m was a MsgSnap
+// (so the caller can report its status). A message larger than MaxFrameSize is dropped and
+// reported here, and is not an error for the connection.
+func (p *peer) writeFrame(l *link, m *raftpb.Message, scratch *[]byte) (isSnap bool, err error) {
+	t := p.t
+	isSnap = m.Type == raftpb.MsgSnap
+	size := m.Size()
+	if size > t.cfg.MaxFrameSize {
+		t.log.Warn("drop message over frame limit", "peer", p.id, "type", m.Type,
+			"size", size, "limit", t.cfg.MaxFrameSize)
+		t.reportDrop(m)
+		return false, nil
+	}
+	need := frameHeaderSize + size
+	var buf []byte
+	if need <= l.bw.Available() {
+		// Encode straight into bufio's free space: no copy, no allocation.
+		buf = l.bw.AvailableBuffer()[:need]
+	} else {
+		if cap(*scratch) < need {
+			*scratch = make([]byte, need)
+		}
+		buf = (*scratch)[:need]
+		if need > maxRetainedBuf {
+			*scratch = nil // do not pin a snapshot-sized buffer
+		}
+		// This write reaches the socket; bound it by time.
+		p.setDeadline(l, l.bw.Buffered()+need)
+	}
+	binary.BigEndian.PutUint32(buf, uint32(size))
+	if _, err := m.MarshalTo(buf[frameHeaderSize:]); err != nil {
+		// Cannot happen for a well-formed Message; treat as a dropped message, not a link error.
+		t.log.Error("marshal raft message", "peer", p.id, "type", m.Type, "err", err)
+		t.reportDrop(m)
+		return false, nil
+	}
+	if _, err := l.bw.Write(buf); err != nil {
+		return isSnap, fmt.Errorf("write %s to peer %d: %w", m.Type, p.id, err)
+	}
+	return isSnap, nil
+}
+
+// flush writes out the buffered frames.
+func (p *peer) flush(l *link) error {
+	if l.bw.Buffered() == 0 {
+		return nil
+	}
+	p.setDeadline(l, l.bw.Buffered())
+	if err := l.bw.Flush(); err != nil {
+		return fmt.Errorf("flush to peer %d: %w", p.id, err)
+	}
+	return nil
+}
+
+// setDeadline bounds the next socket write of n bytes: WriteTimeout plus 100ms per MiB, a
+// floor of ~10 MiB/s that slow-but-live links meet and stalled ones do not.
+func (p *peer) setDeadline(l *link, n int) {
+	d := p.t.cfg.WriteTimeout + time.Duration(n>>20)*100*time.Millisecond
+	_ = l.conn.SetWriteDeadline(time.Now().Add(d)) // an error here resurfaces on Write
+}
+
+// dial connects to the peer and queues the hello (it goes out with the first flush, saving a
+// round of syscalls). It also starts a goroutine that reads the connection: the remote never
+// sends anything, so a read returning means the peer closed or restarted, which the writer
+// learns immediately rather than on its next failed write.
+func (p *peer) dial(ctx context.Context, l *link) error {
+	t := p.t
+	d := net.Dialer{Timeout: t.cfg.DialTimeout}
+	c, err := d.DialContext(ctx, "tcp", p.addr)
+	if err != nil {
+		return fmt.Errorf("dial peer %d at %s: %w", p.id, p.addr, err)
+	}
+	setNoDelay(c)
+	if t.cfg.Wrap != nil {
+		c = t.cfg.Wrap(c)
+	}
+	l.conn = c
+	l.connectedAt = time.Now()
+	closedByCtx := make(chan struct{})
+	l.closedByCtx = closedByCtx
+	l.stopClose = context.AfterFunc(ctx, func() {
+		defer close(closedByCtx)
+		_ = c.Close()
+	})
+	if l.bw == nil {
+		l.bw = bufio.NewWriterSize(c, writeBufSize)
+	} else {
+		l.bw.Reset(c)
+	}
+	dead := make(chan struct{})
+	l.dead = dead
+	go func() { // owned by the writer: closeLink closes c and waits for this to finish
+		defer close(dead)
+		_, _ = io.Copy(io.Discard, c)
+	}()
+	_, _ = l.bw.Write(appendHello(l.bw.AvailableBuffer(), hello{From: t.cfg.ID, To: p.id}))
+	return nil
+}
+
+// closeLink closes the connection, if any, and waits for its read goroutine.
+func (p *peer) closeLink(l *link) {
+	if l.conn == nil {
+		return
+	}
+	if !l.stopClose() {
+		<-l.closedByCtx // the hook is running; wait so no goroutine outlives the writer
+	}
+	_ = l.conn.Close()
+	<-l.dead
+	l.conn, l.dead, l.stopClose, l.closedByCtx = nil, nil, nil, nil
+	l.bw.Reset(io.Discard) // drop buffered frames; they belong to the dead connection
+}
+
+// backoff returns the delay before reconnect attempt failures+1: exponential from MinBackoff,
+// capped at MaxBackoff, with jitter in [d/2, d] so peers that lost each other together do not
+// redial in lockstep.
+func (t *Transport) backoff(failures int) time.Duration {
+	d := t.cfg.MinBackoff
+	for i := 0; i < failures && d < t.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, t.cfg.MaxBackoff)
+	return d/2 + rand.N(d/2+1)
+}
+
+// setNoDelay disables Nagle's algorithm: raft heartbeats and votes are small and latency
+// matters; batching is done by the writer's buffer instead. Go enables it by default for TCP,
+// but being explicit keeps that property independent of the default.
+func setNoDelay(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+}

@@ -1,0 +1,671 @@
+package transport
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// deadline is generous: tests never assert on timing, only that things happen eventually.
+const deadline = 15 * time.Second
+
+// TestMain fails the run if any goroutine of this package is still alive after all tests: a
+// hand-written goleak that catches writers, readers or link watchers without an owner.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if leaked := waitNoTransportGoroutines(5 * time.Second); leaked != "" {
+			fmt.Fprintf(os.Stderr, "leaked goroutines:\n%s\n", leaked)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// transportGoroutines returns the stacks of goroutines running code of this package, other
+// than test functions themselves.
+func transportGoroutines() string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "internal/transport.") && !strings.Contains(g, "testing.tRunner") &&
+			!strings.Contains(g, "testing.(*B)") && !strings.Contains(g, "transport.TestMain") {
+			out = append(out, g)
+		}
+	}
+	return strings.Join(out, "\n\n")
+}
+
+func waitNoTransportGoroutines(d time.Duration) string {
+	end := time.Now().Add(d)
+	for {
+		s := transportGoroutines()
+		if s == "" || time.Now().After(end) {
+			return s
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// node is a Transport under test plus what its callbacks observed.
+type node struct {
+	*Transport
+	recv        chan raftpb.Message
+	unreachable chan uint64
+	snapStatus  chan snapStatus
+}
+
+type snapStatus struct {
+	id     uint64
+	failed bool
+}
+
+// newNode starts a transport on a free loopback port. mod adjusts the Config before New.
+func newNode(t testing.TB, id uint64, mod func(*Config)) *node {
+	t.Helper()
+	return newNodeAt(t, id, "127.0.0.1:0", mod)
+}
+
+func newNodeAt(t testing.TB, id uint64, addr string, mod func(*Config)) *node {
+	t.Helper()
+	n := &node{
+		recv:        make(chan raftpb.Message, 100000),
+		unreachable: make(chan uint64, 100000),
+		snapStatus:  make(chan snapStatus, 1000),
+	}
+	cfg := Config{
+		ID:         id,
+		ListenAddr: addr,
+		Handler: func(ctx context.Context, m raftpb.Message) error {
+			select {
+			case n.recv <- m:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		},
+		Unreachable: func(id uint64) {
+			select {
+			case n.unreachable <- id:
+			default:
+			}
+		},
+		SnapshotStatus: func(id uint64, failed bool) { n.snapStatus <- snapStatus{id, failed} },
+		MinBackoff:     5 * time.Millisecond,
+		MaxBackoff:     50 * time.Millisecond,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	tr, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if err := tr.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	n.Transport = tr
+	return n
+}
+
+// connect makes every node a peer of every other.
+func connect(nodes ...*node) {
+	for _, a := range nodes {
+		for _, b := range nodes {
+			a.AddPeer(b.cfg.ID, b.Addr())
+		}
+	}
+}
+
+func app(from, to, index uint64) raftpb.Message {
+	return raftpb.Message{Type: raftpb.MsgApp, From: from, To: to, Term: 1, Index: index,
+		Entries: []raftpb.Entry{{Term: 1, Index: index + 1, Data: []byte("payload")}}}
+}
+
+// expect receives exactly count messages on n and checks they come from each sender in
+// increasing Index order, starting at 1.
+func expect(t *testing.T, n *node, count int) map[uint64][]uint64 {
+	t.Helper()
+	byFrom := map[uint64][]uint64{}
+	timer := time.NewTimer(deadline)
+	defer timer.Stop()
+	for i := 0; i < count; i++ {
+		select {
+		case m := <-n.recv:
+			if m.To != n.cfg.ID {
+				t.Fatalf("node %d got message for %d", n.cfg.ID, m.To)
+			}
+			want := uint64(len(byFrom[m.From]) + 1)
+			if m.Index != want {
+				t.Fatalf("node %d: from %d got index %d, want %d (out of order or lost)",
+					n.cfg.ID, m.From, m.Index, want)
+			}
+			if len(m.Entries) != 1 || string(m.Entries[0].Data) != "payload" {
+				t.Fatalf("bad entries %+v", m.Entries)
+			}
+			byFrom[m.From] = append(byFrom[m.From], m.Index)
+		case <-timer.C:
+			t.Fatalf("node %d: received %d of %d messages", n.cfg.ID, i, count)
+		}
+	}
+	return byFrom
+}
+
+func TestTwoTransportsInOrder(t *testing.T) {
+	a, b := newNode(t, 1, nil), newNode(t, 2, nil)
+	connect(a, b)
+	const n = 2000
+	for i := uint64(1); i <= n; {
+		// Mix single sends and batches, as a raft Ready loop would.
+		var batch []raftpb.Message
+		for ; i <= n && len(batch) < int(i%7)+1; i++ {
+			batch = append(batch, app(1, 2, i))
+			b.Send([]raftpb.Message{app(2, 1, i)})
+		}
+		a.Send(batch)
+	}
+	expect(t, b, n)
+	expect(t, a, n)
+	select {
+	case id := <-a.unreachable:
+		t.Fatalf("unexpected unreachable %d", id)
+	case id := <-b.unreachable:
+		t.Fatalf("unexpected unreachable %d", id)
+	default:
+	}
+}
+
+func TestThreeTransports(t *testing.T) {
+	nodes := []*node{newNode(t, 1, nil), newNode(t, 2, nil), newNode(t, 3, nil)}
+	connect(nodes...)
+	const n = 500
+	for i := uint64(1); i <= n; i++ {
+		for _, src := range nodes {
+			var batch []raftpb.Message
+			for _, dst := range nodes {
+				// Including a message to self, which must be dropped silently.
+				batch = append(batch, app(src.cfg.ID, dst.cfg.ID, i))
+			}
+			src.Send(batch)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, dst := range nodes {
+		wg.Go(func() {
+			got := expect(t, dst, 2*n)
+			if len(got) != 2 {
+				t.Errorf("node %d heard from %d peers, want 2", dst.cfg.ID, len(got))
+			}
+			if _, ok := got[dst.cfg.ID]; ok {
+				t.Errorf("node %d received its own message", dst.cfg.ID)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestPeerRestart(t *testing.T) {
+	a, b := newNode(t, 1, nil), newNode(t, 2, nil)
+	addr := b.Addr()
+	a.AddPeer(2, addr)
+	a.Send([]raftpb.Message{app(1, 2, 1)})
+	expect(t, b, 1)
+
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The writer notices the closed link (even without sending) and reports it.
+	waitUnreachable(t, a, 2)
+
+	b2 := newNodeAt(t, 2, addr, nil)
+	timer := time.NewTimer(deadline)
+	defer timer.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	var first uint64
+	for idx := uint64(2); first == 0; idx++ {
+		a.Send([]raftpb.Message{app(1, 2, idx)})
+		select {
+		case m := <-b2.recv:
+			first = m.Index
+		case <-tick.C:
+		case <-timer.C:
+			t.Fatal("no message reached the restarted peer")
+		}
+	}
+	// Later messages arrive in order on the new link.
+	next := uint64(1 << 20)
+	for i := range uint64(100) {
+		a.Send([]raftpb.Message{app(1, 2, next+i)})
+	}
+	prev := first
+	for want := next; want < next+100; {
+		select {
+		case m := <-b2.recv:
+			if m.Index <= prev {
+				t.Fatalf("out of order: %d after %d", m.Index, prev)
+			}
+			prev = m.Index
+			if m.Index >= next {
+				if m.Index != want {
+					t.Fatalf("got %d, want %d", m.Index, want)
+				}
+				want++
+			}
+		case <-timer.C:
+			t.Fatal("timed out waiting for messages after restart")
+		}
+	}
+}
+
+func waitUnreachable(t *testing.T, n *node, want uint64) {
+	t.Helper()
+	timer := time.NewTimer(deadline)
+	defer timer.Stop()
+	for {
+		select {
+		case id := <-n.unreachable:
+			if id == want {
+				return
+			}
+		case <-timer.C:
+			t.Fatalf("Unreachable(%d) not reported", want)
+		}
+	}
+}
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+func TestUnreachablePeerDown(t *testing.T) {
+	a := newNode(t, 1, func(c *Config) { c.Peers = map[uint64]string{2: freeAddr(t), 1: "self-ignored"} })
+	a.Send([]raftpb.Message{app(1, 2, 1)})
+	waitUnreachable(t, a, 2)
+	// A snapshot to a down peer is reported failed.
+	a.Send([]raftpb.Message{{Type: raftpb.MsgSnap, From: 1, To: 2}})
+	waitSnapStatus(t, a, 2, true)
+}
+
+func TestUnreachableUnknownPeer(t *testing.T) {
+	a := newNode(t, 1, nil)
+	a.Send([]raftpb.Message{app(1, 7, 1), {Type: raftpb.MsgSnap, From: 1, To: 7}})
+	for range 2 {
+		if id := <-a.unreachable; id != 7 {
+			t.Fatalf("Unreachable(%d), want 7", id)
+		}
+	}
+	waitSnapStatus(t, a, 7, true)
+}
+
+func TestQueueFullDrops(t *testing.T) {
+	var unreachable atomic.Int32
+	// Not started: the writer is not draining, so the queue fills deterministically.
+	tr, err := New(Config{
+		ID: 1, ListenAddr: "127.0.0.1:0", QueueSize: 2,
+		Peers:       map[uint64]string{2: "127.0.0.1:1"},
+		Handler:     func(context.Context, raftpb.Message) error { return nil },
+		Unreachable: func(id uint64) { unreachable.Add(1) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tr.Send([]raftpb.Message{app(1, 2, 1), app(1, 2, 2), app(1, 2, 3), app(1, 2, 4), app(1, 1, 5)})
+	if got := unreachable.Load(); got != 2 {
+		t.Fatalf("Unreachable called %d times, want 2", got)
+	}
+}
+
+func waitSnapStatus(t *testing.T, n *node, id uint64, failed bool) {
+	t.Helper()
+	select {
+	case s := <-n.snapStatus:
+		if s.id != id || s.failed != failed {
+			t.Fatalf("SnapshotStatus(%d, %v), want (%d, %v)", s.id, s.failed, id, failed)
+		}
+	case <-time.After(deadline):
+		t.Fatalf("SnapshotStatus(%d, %v) not reported", id, failed)
+	}
+}
+
+func TestLargeSnapshot(t *testing.T) {
+	a, b := newNode(t, 1, nil), newNode(t, 2, nil)
+	connect(a, b)
+	data := make([]byte, 8<<20)
+	_, _ = rand.Read(data)
+	snap := raftpb.Message{Type: raftpb.MsgSnap, From: 1, To: 2, Term: 3,
+		Snapshot: &raftpb.Snapshot{Data: data, Metadata: raftpb.SnapshotMetadata{Index: 42, Term: 3}}}
+	// Small messages around the snapshot must stay in order with it.
+	a.Send([]raftpb.Message{app(1, 2, 1), snap, app(1, 2, 2)})
+	var got []raftpb.Message
+	for len(got) < 3 {
+		select {
+		case m := <-b.recv:
+			got = append(got, m)
+		case <-time.After(deadline):
+			t.Fatalf("received %d of 3 messages", len(got))
+		}
+	}
+	if got[0].Index != 1 || got[1].Type != raftpb.MsgSnap || got[2].Index != 2 {
+		t.Fatalf("wrong order: %v %v %v", got[0].Type, got[1].Type, got[2].Type)
+	}
+	if s := got[1].Snapshot; s == nil || s.Metadata.Index != 42 || !bytes.Equal(s.Data, data) {
+		t.Fatal("snapshot corrupted in transit")
+	}
+	waitSnapStatus(t, a, 2, false)
+}
+
+func TestSendFrameTooLarge(t *testing.T) {
+	a := newNode(t, 1, func(c *Config) { c.MaxFrameSize = 1 << 20 })
+	b := newNode(t, 2, nil)
+	connect(a, b)
+	big := raftpb.Message{Type: raftpb.MsgSnap, From: 1, To: 2,
+		Snapshot: &raftpb.Snapshot{Data: make([]byte, 2<<20)}}
+	a.Send([]raftpb.Message{big, app(1, 2, 1)})
+	waitSnapStatus(t, a, 2, true)
+	waitUnreachable(t, a, 2)
+	expect(t, b, 1) // the link survives an oversized message
+}
+
+// rawHello builds a hello frame with arbitrary fields.
+func rawHello(magic uint32, version uint16, from, to uint64) []byte {
+	b := binary.BigEndian.AppendUint32(nil, helloSize)
+	b = binary.BigEndian.AppendUint32(b, magic)
+	b = binary.BigEndian.AppendUint16(b, version)
+	b = binary.BigEndian.AppendUint16(b, 0)
+	b = binary.BigEndian.AppendUint64(b, from)
+	return binary.BigEndian.AppendUint64(b, to)
+}
+
+func frame(t *testing.T, m raftpb.Message) []byte {
+	t.Helper()
+	p, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(p))), p...)
+}
+
+// expectClosed asserts the server closes c without sending anything.
+func expectClosed(t *testing.T, c net.Conn) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(deadline))
+	n, err := c.Read(make([]byte, 1))
+	if n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("connection not closed by server: n=%d err=%v", n, err)
+	}
+}
+
+func TestBadHelloRejected(t *testing.T) {
+	b := newNode(t, 2, nil)
+	valid := frame(t, app(1, 2, 1))
+	cases := map[string][]byte{
+		"magic":   rawHello(0xdeadbeef, WireVersion, 1, 2),
+		"version": rawHello(HelloMagic, WireVersion+1, 1, 2),
+		"to":      rawHello(HelloMagic, WireVersion, 1, 3),
+		"from0":   rawHello(HelloMagic, WireVersion, 0, 2),
+		"http":    []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+		"short":   rawHello(HelloMagic, WireVersion, 1, 2)[:4+helloSize-1],
+	}
+	for name, hello := range cases {
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("tcp", b.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write(append(hello, valid...)); err != nil {
+				t.Fatal(err)
+			}
+			if name == "short" {
+				_ = c.(*net.TCPConn).CloseWrite() // truncated hello, then EOF
+			}
+			expectClosed(t, c)
+		})
+	}
+	select {
+	case m := <-b.recv:
+		t.Fatalf("message delivered over a rejected connection: %+v", m)
+	default:
+	}
+
+	// The same bytes after a valid hello are accepted: the wire format is as documented.
+	c, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(append(rawHello(HelloMagic, WireVersion, 1, 2), valid...)); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, b, 1)
+}
+
+func TestInboundFrameTooLarge(t *testing.T) {
+	b := newNode(t, 2, func(c *Config) { c.MaxFrameSize = 1024 })
+	c, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	big := raftpb.Message{Type: raftpb.MsgApp, From: 1, To: 2, Entries: []raftpb.Entry{{Data: make([]byte, 2048)}}}
+	msg := append(rawHello(HelloMagic, WireVersion, 1, 2), frame(t, big)...)
+	if _, err := c.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, c)
+	// A length beyond the limit is rejected from the header alone, before any body arrives.
+	c2, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	hdr := binary.BigEndian.AppendUint32(rawHello(HelloMagic, WireVersion, 1, 2), 1<<31)
+	if _, err := c2.Write(hdr); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, c2)
+}
+
+func TestRemoveAndAddPeer(t *testing.T) {
+	a, b := newNode(t, 1, nil), newNode(t, 2, nil)
+	connect(a, b)
+	a.Send([]raftpb.Message{app(1, 2, 1)})
+	expect(t, b, 1)
+
+	a.RemovePeer(2)
+	a.Send([]raftpb.Message{app(1, 2, 99)})
+	waitUnreachable(t, a, 2)
+
+	// Re-adding at a new address: a restarted peer elsewhere.
+	b2 := newNode(t, 2, nil)
+	a.AddPeer(2, b2.Addr())
+	a.AddPeer(2, b2.Addr()) // idempotent
+	a.Send([]raftpb.Message{app(1, 2, 1), app(1, 2, 2)})
+	expect(t, b2, 2)
+	select {
+	case m := <-b.recv:
+		t.Fatalf("removed peer's old address got %+v", m)
+	default:
+	}
+}
+
+func TestWrapHook(t *testing.T) {
+	var wrapped atomic.Int32
+	wrap := func(c net.Conn) net.Conn { wrapped.Add(1); return countingConn{c} }
+	a := newNode(t, 1, func(c *Config) { c.Wrap = wrap })
+	b := newNode(t, 2, func(c *Config) { c.Wrap = wrap })
+	connect(a, b)
+	a.Send([]raftpb.Message{app(1, 2, 1)})
+	expect(t, b, 1)
+	if got := wrapped.Load(); got != 2 { // a's dialled conn and b's accepted conn
+		t.Fatalf("Wrap called %d times, want 2", got)
+	}
+}
+
+type countingConn struct{ net.Conn }
+
+func TestCloseStopsGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	var nodes []*node
+	for id := uint64(1); id <= 3; id++ {
+		nodes = append(nodes, newNode(t, id, nil))
+	}
+	connect(nodes...)
+	// Also a peer that is down, so a writer is mid-backoff at Close.
+	nodes[0].AddPeer(9, freeAddr(t))
+	for i := uint64(1); i <= 10; i++ {
+		for _, src := range nodes {
+			var batch []raftpb.Message
+			for _, dst := range []uint64{1, 2, 3, 9} {
+				batch = append(batch, app(src.cfg.ID, dst, i))
+			}
+			src.Send(batch)
+		}
+	}
+	for _, n := range nodes {
+		expect(t, n, 20)
+	}
+	if transportGoroutines() == "" {
+		t.Fatal("goroutine detection is broken: no transport goroutines while running")
+	}
+	for _, n := range nodes {
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+		_ = n.Close() // idempotent
+	}
+	// Close waited for its goroutines; the retry only covers the instant between a goroutine's
+	// wg.Done (or close of its done channel) and its actual exit.
+	if s := waitNoTransportGoroutines(deadline); s != "" {
+		t.Fatalf("goroutines left after Close:\n%s", s)
+	}
+	end := time.Now().Add(deadline)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(end) {
+			t.Fatalf("goroutines: %d before, %d after Close", before, runtime.NumGoroutine())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestCloseUnblocksHandlerAndStalledWriter(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	// b's handler blocks until its ctx is cancelled, so a's writes eventually stall on a full
+	// TCP window; Close of both must still return promptly.
+	b := newNode(t, 2, func(c *Config) {
+		c.Handler = func(ctx context.Context, m raftpb.Message) error {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-block:
+				return nil
+			}
+		}
+	})
+	a := newNode(t, 1, nil)
+	connect(a, b)
+	big := raftpb.Message{Type: raftpb.MsgSnap, From: 1, To: 2, Snapshot: &raftpb.Snapshot{Data: make([]byte, 32<<20)}}
+	a.Send([]raftpb.Message{app(1, 2, 1), big})
+	time.Sleep(50 * time.Millisecond) // let the writer get into the big write; not a correctness wait
+	done := make(chan struct{})
+	go func() {
+		_ = a.Close()
+		_ = b.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(deadline):
+		t.Fatal("Close blocked")
+	}
+}
+
+func TestStartContextCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	tr, err := New(Config{ID: 1, ListenAddr: "127.0.0.1:0",
+		Handler: func(context.Context, raftpb.Message) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Start(ctx); err == nil {
+		t.Fatal("second Start succeeded")
+	}
+	addr := tr.Addr()
+	cancel()
+	// The listener closes once the context is cancelled.
+	end := time.Now().Add(deadline)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			break
+		}
+		_ = c.Close()
+		if time.Now().After(end) {
+			t.Fatal("listener still open after ctx cancel")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Start(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Start after Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	h := func(context.Context, raftpb.Message) error { return nil }
+	bad := []Config{
+		{ListenAddr: ":0", Handler: h},
+		{ID: 1, Handler: h},
+		{ID: 1, ListenAddr: ":0"},
+		{ID: 1, ListenAddr: ":0", Handler: h, QueueSize: -1},
+		{ID: 1, ListenAddr: ":0", Handler: h, Peers: map[uint64]string{0: "x:1"}},
+		{ID: 1, ListenAddr: ":0", Handler: h, Peers: map[uint64]string{2: ""}},
+	}
+	for i, c := range bad {
+		if _, err := New(c); err == nil {
+			t.Errorf("config %d accepted", i)
+		}
+	}
+}
+
+func TestFrameReaderRejectsTruncation(t *testing.T) {
+	var b bytes.Buffer
+	b.Write(binary.BigEndian.AppendUint32(nil, 10))
+	b.WriteString("short")
+	fr := frameReader{r: bufio.NewReader(&b), max: 100}
+	if _, err := fr.next(); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("got %v, want ErrUnexpectedEOF", err)
+	}
+}

@@ -1,0 +1,294 @@
+package wal
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"slices"
+
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+var (
+	errChecksum  = errors.New("checksum mismatch")
+	errTruncated = errors.New("truncated record header")
+)
+
+// marshaler is the part of the gogoproto generated API used to encode straight
+// into the batch buffer, avoiding a temporary slice per entry.
+type marshaler interface {
+	Size() int
+	MarshalToSizedBuffer([]byte) (int, error)
+}
+
+// checksum is CRC32-C over the type byte followed by the payload: covering the
+// type means a flipped type cannot make a payload decode as the wrong record.
+func checksum(typ byte, p []byte) uint32 {
+	c := crc32.Update(0, castagnoli, []byte{typ})
+	return crc32.Update(c, castagnoli, p)
+}
+
+// appendRecord appends one record holding m to buf.
+func appendRecord(buf []byte, typ byte, m marshaler) ([]byte, error) {
+	n := m.Size()
+	if uint64(n) > 1<<32-1 {
+		return buf, fmt.Errorf("wal: record of %d bytes too large", n)
+	}
+	start := len(buf)
+	buf = slices.Grow(buf, headerSize+n)[:start+headerSize+n]
+	p := buf[start+headerSize:]
+	if _, err := m.MarshalToSizedBuffer(p); err != nil {
+		return buf[:start], fmt.Errorf("wal: encode record: %w", err)
+	}
+	putHeader(buf[start:], typ, p)
+	return buf, nil
+}
+
+// appendRaw appends one record with payload p to buf.
+func appendRaw(buf []byte, typ byte, p []byte) []byte {
+	start := len(buf)
+	buf = slices.Grow(buf, headerSize+len(p))[:start+headerSize]
+	buf = append(buf, p...)
+	putHeader(buf[start:], typ, p)
+	return buf
+}
+
+func putHeader(h []byte, typ byte, p []byte) {
+	binary.LittleEndian.PutUint32(h[0:4], uint32(len(p)))
+	h[4] = typ
+	binary.LittleEndian.PutUint32(h[5:9], checksum(typ, p))
+}
+
+// replay reads every segment into a State and returns it with the end offset
+// of the last good record in the last segment. With repair, a torn tail is
+// truncated away on disk (Open); without, it is only skipped (a re-read by
+// ReadAll while this process owns the tail).
+func (w *WAL) replay(repair bool) (State, int64, error) {
+	var r replayer
+	var end int64
+	for i, s := range w.segs {
+		path := w.segPath(s)
+		res, err := scanSegment(path, i == len(w.segs)-1, r.apply)
+		if err != nil {
+			return State{}, 0, err
+		}
+		if res.torn && repair {
+			w.log.Warn("wal: truncating torn tail left by a crash",
+				"file", path, "offset", res.end, "dropped_bytes", res.size-res.end)
+			if err := truncateSync(path, res.end); err != nil {
+				return State{}, 0, err
+			}
+		}
+		end = res.end
+	}
+	st := r.st
+	if len(st.Entries) > 0 && st.Entries[0].Index != st.Snapshot.Index+1 {
+		return State{}, 0, fmt.Errorf("wal: entries in %s start at index %d but the snapshot marker is at %d: log has a gap",
+			w.dir, st.Entries[0].Index, st.Snapshot.Index)
+	}
+	return st, end, nil
+}
+
+// truncateSync cuts a file to size durably, so the torn bytes cannot
+// reappear after another crash and be followed by new records.
+func truncateSync(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("wal: repair torn tail: %w", err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return fmt.Errorf("wal: repair torn tail of %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("wal: repair torn tail of %s: %w", path, err)
+	}
+	return nil
+}
+
+// scanResult describes a scanned segment.
+type scanResult struct {
+	end  int64 // offset just past the last good record
+	size int64 // file size
+	torn bool  // bytes after end are a torn tail
+}
+
+// scanSegment calls fn for each valid record of the segment at path. In the
+// last segment (last), damage that can only be a torn tail stops the scan
+// with torn set; every other problem is a *CorruptError.
+func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (scanResult, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return scanResult{}, fmt.Errorf("wal: open segment: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return scanResult{}, fmt.Errorf("wal: stat segment: %w", err)
+	}
+	size := fi.Size()
+	br := bufio.NewReaderSize(f, 1<<20)
+	corrupt := func(off int64, err error) (scanResult, error) {
+		return scanResult{}, &CorruptError{File: path, Offset: off, Err: err}
+	}
+	torn := func(off int64) (scanResult, error) {
+		return scanResult{end: off, size: size, torn: true}, nil
+	}
+	readErr := func(err error) (scanResult, error) {
+		return scanResult{}, fmt.Errorf("wal: read %s: %w", path, err)
+	}
+	var (
+		hdr     [headerSize]byte
+		payload []byte
+		off     int64
+	)
+	for off < size {
+		rem := size - off
+		if rem < headerSize {
+			if last {
+				return torn(off)
+			}
+			return corrupt(off, errTruncated)
+		}
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			return readErr(err)
+		}
+		n := int64(binary.LittleEndian.Uint32(hdr[0:4]))
+		typ := hdr[4]
+		if n > rem-headerSize {
+			if last {
+				return torn(off)
+			}
+			return corrupt(off, fmt.Errorf("record length %d runs past end of file", n))
+		}
+		payload = slices.Grow(payload[:0], int(n))[:n]
+		if _, err := io.ReadFull(br, payload); err != nil {
+			return readErr(err)
+		}
+		var bad error
+		switch {
+		case typ < recEntry || typ > recSnap:
+			bad = fmt.Errorf("unknown record type %d", typ)
+		case checksum(typ, payload) != binary.LittleEndian.Uint32(hdr[5:9]):
+			bad = errChecksum
+		}
+		if bad != nil {
+			if last {
+				zero, err := restIsZero(br)
+				if err != nil {
+					return readErr(err)
+				}
+				if zero {
+					return torn(off)
+				}
+			}
+			return corrupt(off, bad)
+		}
+		if err := fn(typ, payload); err != nil {
+			return corrupt(off, err)
+		}
+		off += headerSize + n
+	}
+	return scanResult{end: off, size: size}, nil
+}
+
+// restIsZero reports whether everything left in r is zero bytes: then a bad
+// record before it is the torn end of the last write rather than damage in
+// the middle of acknowledged data.
+func restIsZero(r io.Reader) (bool, error) {
+	var chunk [32 << 10]byte
+	for {
+		n, err := r.Read(chunk[:])
+		for _, b := range chunk[:n] {
+			if b != 0 {
+				return false, nil
+			}
+		}
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+}
+
+// replayer folds records into a State with raft's overwrite semantics.
+type replayer struct {
+	st State
+}
+
+func (r *replayer) apply(typ byte, p []byte) error {
+	switch typ {
+	case recEntry:
+		var e raftpb.Entry // fresh each time: Unmarshal reuses e.Data's array
+		if err := e.Unmarshal(p); err != nil {
+			return fmt.Errorf("decode entry: %w", err)
+		}
+		return r.entry(e)
+	case recState:
+		var hs raftpb.HardState
+		if err := hs.Unmarshal(p); err != nil {
+			return fmt.Errorf("decode hard state: %w", err)
+		}
+		r.st.HardState = hs
+	case recSnap:
+		if len(p) != snapMarkSize {
+			return fmt.Errorf("snapshot marker of %d bytes", len(p))
+		}
+		r.mark(SnapMark{
+			Index: binary.LittleEndian.Uint64(p[0:8]),
+			Term:  binary.LittleEndian.Uint64(p[8:16]),
+		})
+	}
+	return nil
+}
+
+// entry adds e, discarding entries at e.Index and later.
+func (r *replayer) entry(e raftpb.Entry) error {
+	if e.Index <= r.st.Snapshot.Index {
+		return nil // covered by the snapshot
+	}
+	ents := r.st.Entries
+	if len(ents) == 0 || e.Index < ents[0].Index {
+		// Either the first entry seen, or an overwrite reaching below the
+		// first entry kept (possible in the oldest segment left by ReleaseTo).
+		r.st.Entries = append(ents[:0], e)
+		return nil
+	}
+	first, last := ents[0].Index, ents[len(ents)-1].Index
+	if e.Index > last+1 {
+		return fmt.Errorf("entry index %d leaves a gap after %d", e.Index, last)
+	}
+	r.st.Entries = append(ents[:e.Index-first], e)
+	return nil
+}
+
+// mark applies a snapshot marker: entries it covers go, and if the log does
+// not agree with the snapshot at its index, raft replaced the whole log with
+// the snapshot, so everything goes.
+func (r *replayer) mark(m SnapMark) {
+	if m.Index < r.st.Snapshot.Index {
+		return
+	}
+	ents := r.st.Entries
+	if n := len(ents); n > 0 {
+		first, last := ents[0].Index, ents[n-1].Index
+		switch {
+		case m.Index > last:
+			ents = nil
+		case m.Index >= first:
+			if ents[m.Index-first].Term == m.Term {
+				ents = ents[m.Index-first+1:]
+			} else {
+				ents = nil
+			}
+		}
+	}
+	r.st.Entries = ents
+	r.st.Snapshot = m
+}
