@@ -114,8 +114,12 @@ func cmdAuth(c *conn, args [][]byte) {
 // cmdSelect answers SELECT db: cluster mode has only database 0.
 func cmdSelect(c *conn, args [][]byte) {
 	id, ok := parseInt(args[1])
-	if !ok || id < math.MinInt32 || id > math.MaxInt32 {
+	if !ok {
 		c.w.Error(errNotInteger)
+		return
+	}
+	if id < math.MinInt32 || id > math.MaxInt32 {
+		c.w.Error(errIntRange)
 		return
 	}
 	if id != 0 {

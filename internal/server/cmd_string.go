@@ -23,6 +23,7 @@ func cmdGet(c *conn, args [][]byte) {
 type setOptions struct {
 	expire     []byte // the EX/PX/EXAT/PXAT argument, nil if none
 	expireUnit byte   // 's' for EX/EXAT, 'm' for PX/PXAT
+	relative   bool   // EX or PX: the time is added to the clock
 	keepTTL    bool
 }
 
@@ -30,7 +31,7 @@ type setOptions struct {
 // (parseExtendedStringArgumentsOrReply): NX and XX exclude each other, KEEPTTL and the expiry
 // options exclude each other, repeating the same option is allowed, and anything else is a
 // syntax error. It returns an error text, or "".
-func parseSetOptions(args [][]byte, a *group.SetArgs, o *setOptions) string {
+func (c *conn) parseSetOptions(args [][]byte, a *group.SetArgs, o *setOptions) string {
 	const (
 		fEX = 1 << iota
 		fPX
@@ -52,19 +53,19 @@ func parseSetOptions(args [][]byte, a *group.SetArgs, o *setOptions) string {
 			o.keepTTL = true
 		case equalFold(opt, "ex") && !o.keepTTL && exp&^fEX == 0 && hasNext:
 			exp |= fEX
-			o.expire, o.expireUnit = args[j+1], 's'
+			o.expire, o.expireUnit, o.relative = args[j+1], 's', true
 			j++
 		case equalFold(opt, "px") && !o.keepTTL && exp&^fPX == 0 && hasNext:
 			exp |= fPX
-			o.expire, o.expireUnit = args[j+1], 'm'
+			o.expire, o.expireUnit, o.relative = args[j+1], 'm', true
 			j++
 		case equalFold(opt, "exat") && !o.keepTTL && exp&^fEXAT == 0 && hasNext:
 			exp |= fEXAT
-			o.expire, o.expireUnit = args[j+1], 's'
+			o.expire, o.expireUnit, o.relative = args[j+1], 's', false
 			j++
 		case equalFold(opt, "pxat") && !o.keepTTL && exp&^fPXAT == 0 && hasNext:
 			exp |= fPXAT
-			o.expire, o.expireUnit = args[j+1], 'm'
+			o.expire, o.expireUnit, o.relative = args[j+1], 'm', false
 			j++
 		default:
 			return errSyntax
@@ -80,6 +81,13 @@ func parseSetOptions(args [][]byte, a *group.SetArgs, o *setOptions) string {
 		if n <= 0 || (o.expireUnit == 's' && n > math.MaxInt64/1000) {
 			return errInvalidExpire
 		}
+		if o.expireUnit == 's' {
+			n *= 1000
+		}
+		// A relative time is added to the clock; Redis rejects a sum that overflows.
+		if o.relative && n > math.MaxInt64-c.now.UnixMilli() {
+			return errInvalidExpire
+		}
 		return errNoExpiry
 	}
 	return ""
@@ -89,7 +97,7 @@ func parseSetOptions(args [][]byte, a *group.SetArgs, o *setOptions) string {
 func cmdSet(c *conn, args [][]byte) {
 	a := group.SetArgs{Key: args[1], Val: args[2]}
 	var o setOptions
-	if e := parseSetOptions(args, &a, &o); e != "" {
+	if e := c.parseSetOptions(args, &a, &o); e != "" {
 		c.w.Error(e)
 		return
 	}

@@ -13,6 +13,7 @@ const (
 	errSyntax          = "ERR syntax error"
 	errNotInteger      = "ERR value is not an integer or out of range"
 	errOverflow        = "ERR increment or decrement would overflow"
+	errIntRange        = "ERR value is out of range, value must between -2147483648 and 2147483647"
 	errDecrOverflow    = "ERR decrement would overflow"
 	errInvalidCursor   = "ERR invalid cursor"
 	errInvalidExpire   = "ERR invalid expire time in 'set' command"

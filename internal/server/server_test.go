@@ -155,6 +155,8 @@ func TestExactReplies(t *testing.T) {
 		{[]string{"SET", "k", "v", "EX", "1", "PX", "1"}, "-ERR syntax error\r\n"},
 		{[]string{"SET", "k", "v", "KEEPTTL", "EX", "1"}, "-ERR syntax error\r\n"},
 		{[]string{"SET", "k", "v", "EX", "9223372036854775807"}, "-ERR invalid expire time in 'set' command\r\n"},
+		{[]string{"SET", "k", "v", "PX", "9223372036854775807"}, "-ERR invalid expire time in 'set' command\r\n"},
+		{[]string{"SET", "k", "v", "PXAT", "9223372036854775807"}, "-ERR expiry is not supported by shoal\r\n"},
 		{[]string{"APPEND", "k", "xyz"}, ":4\r\n"},
 		{[]string{"GET", "k"}, "$4\r\nvxyz\r\n"},
 		{[]string{"INCR", "k"}, "-ERR value is not an integer or out of range\r\n"},
@@ -199,6 +201,8 @@ func TestExactReplies(t *testing.T) {
 		{[]string{"SELECT", "0"}, "+OK\r\n"},
 		{[]string{"SELECT", "1"}, "-ERR SELECT is not allowed in cluster mode\r\n"},
 		{[]string{"SELECT", "x"}, "-ERR value is not an integer or out of range\r\n"},
+		{[]string{"SELECT", "99999999999"}, "-ERR value is out of range, value must between -2147483648 and 2147483647\r\n"},
+		{[]string{"HELLO", "2", "AUTH", "bob", "x"}, "-WRONGPASS invalid username-password pair or user is disabled.\r\n"},
 		{[]string{"AUTH", "pw"}, "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n"},
 		{[]string{"AUTH", "default", "pw"}, "+OK\r\n"},
 		{[]string{"AUTH", "bob", "pw"}, "-WRONGPASS invalid username-password pair or user is disabled.\r\n"},
@@ -446,4 +450,55 @@ func TestClusterNodesAndInfo(t *testing.T) {
 		"*3\r\n:5000\r\n:5999\r\n*3\r\n$8\r\n10.0.0.4\r\n:7001\r\n$40\r\n"+strings.Repeat("4", 40)+"\r\n"+
 		"*3\r\n:6001\r\n:16383\r\n*3\r\n$8\r\n10.0.0.4\r\n:7001\r\n$40\r\n"+strings.Repeat("4", 40)+"\r\n",
 		"CLUSTER", "SLOTS")
+}
+
+func TestHello(t *testing.T) {
+	e := startServer(t, nil)
+	c := e.dial(t)
+	c.do("*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.2.0\r\n$5\r\nproto\r\n:2\r\n"+
+		"$2\r\nid\r\n:1\r\n$4\r\nmode\r\n$7\r\ncluster\r\n$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n",
+		"HELLO", "2", "AUTH", "default", "x", "SETNAME", "n1")
+	c.do("$2\r\nn1\r\n", "CLIENT", "GETNAME")
+}
+
+func TestKeyRefs(t *testing.T) {
+	args := [][]byte{[]byte("mset"), []byte("a"), []byte("1"), []byte("b"), []byte("2")}
+	k := keyRefs{args: args, cmd: commands["mset"]}
+	if k.Len() != 2 || string(k.At(0)) != "a" || string(k.At(1)) != "b" {
+		t.Fatalf("mset keys: %d", k.Len())
+	}
+	k = keyRefs{args: args[:3], cmd: commands["del"]}
+	if k.Len() != 2 || string(k.At(1)) != "1" {
+		t.Fatalf("del keys: %d", k.Len())
+	}
+	k = keyRefs{args: args[:2], cmd: commands["get"]}
+	if k.Len() != 1 || string(k.At(0)) != "a" {
+		t.Fatalf("get keys: %d", k.Len())
+	}
+}
+
+func TestParseInt(t *testing.T) {
+	for in, want := range map[string]bool{"0": true, "-1": true, "9223372036854775807": true,
+		"-9223372036854775808": true, "9223372036854775808": false, "-9223372036854775809": false,
+		"01": false, "+1": false, "-0": false, "": false, "-": false, " 1": false, "1 ": false,
+		"99999999999999999999": false} {
+		if _, ok := parseInt([]byte(in)); ok != want {
+			t.Errorf("parseInt(%q) ok=%v, want %v", in, ok, want)
+		}
+	}
+}
+
+func TestGlobMatch(t *testing.T) {
+	for _, tc := range []struct {
+		p, s string
+		want bool
+	}{
+		{"*", "", true}, {"a*", "abc", true}, {"a?c", "abc", true}, {"a[bx]c", "abc", true},
+		{"a[^b]c", "abc", false}, {"a[a-c]c", "abc", true}, {"a\\*", "a*", true}, {"a\\*", "ab", false},
+		{"*max-*-len*", "proto-max-bulk-len", true}, {"SAVE", "save", true},
+	} {
+		if got := globMatch(tc.p, tc.s, true); got != tc.want {
+			t.Errorf("globMatch(%q, %q) = %v", tc.p, tc.s, got)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // handler executes one command whose name and arity have been validated and whose keys have
@@ -32,7 +33,8 @@ type command struct {
 // keySpec is a Redis 7 key specification of the simple "index + range" kind, the only kind
 // Shoal's commands need.
 type keySpec struct {
-	flags   []string // e.g. "RO", "ACCESS"
+	notes   string   // optional human note, as Redis gives for SET
+	flags   []string // e.g. "RO", "access" (Redis prints the four access types upper case)
 	index   int      // begin_search index
 	lastKey int      // find_keys range lastkey, relative to index (-1: to the end)
 	keyStep int
@@ -78,33 +80,35 @@ func init() {
 	}
 	top := []*command{
 		{name: "get", arity: 2, flags: roFast, firstKey: 1, lastKey: 1, step: 1, acl: aclReadStr,
-			keySpecs: one("RO", "ACCESS"), run: cmdGet},
+			keySpecs: one("RO", "access"), run: cmdGet},
 		{name: "set", arity: -3, flags: wDeny, firstKey: 1, lastKey: 1, step: 1, acl: aclWStrS,
-			keySpecs: one("RW", "ACCESS", "UPDATE", "VARIABLE_FLAGS"), run: cmdSet},
+			keySpecs: []keySpec{{notes: "RW and ACCESS due to the optional `GET` argument",
+				flags: []string{"RW", "access", "update", "variable_flags"}, index: 1, lastKey: 0, keyStep: 1}},
+			run: cmdSet},
 		{name: "del", arity: -2, flags: []string{"write"}, firstKey: 1, lastKey: -1, step: 1,
 			acl:      []string{"@keyspace", "@write", "@slow"},
 			tips:     []string{"request_policy:multi_shard", "response_policy:agg_sum"},
-			keySpecs: all(1, "RM", "DELETE"), run: cmdDel},
+			keySpecs: all(1, "RM", "delete"), run: cmdDel},
 		{name: "exists", arity: -2, flags: roFast, firstKey: 1, lastKey: -1, step: 1,
 			acl:      []string{"@keyspace", "@read", "@fast"},
 			tips:     []string{"request_policy:multi_shard", "response_policy:agg_sum"},
 			keySpecs: all(1, "RO"), run: cmdExists},
 		{name: "append", arity: 3, flags: wDenyFast, firstKey: 1, lastKey: 1, step: 1, acl: aclWStrF,
-			keySpecs: one("RW", "INSERT"), run: cmdAppend},
+			keySpecs: one("RW", "insert"), run: cmdAppend},
 		{name: "incr", arity: 2, flags: wDenyFast, firstKey: 1, lastKey: 1, step: 1, acl: aclWStrF,
-			keySpecs: one("RW", "ACCESS", "UPDATE"), run: cmdIncr},
+			keySpecs: one("RW", "access", "update"), run: cmdIncr},
 		{name: "decr", arity: 2, flags: wDenyFast, firstKey: 1, lastKey: 1, step: 1, acl: aclWStrF,
-			keySpecs: one("RW", "ACCESS", "UPDATE"), run: cmdDecr},
+			keySpecs: one("RW", "access", "update"), run: cmdDecr},
 		{name: "incrby", arity: 3, flags: wDenyFast, firstKey: 1, lastKey: 1, step: 1, acl: aclWStrF,
-			keySpecs: one("RW", "ACCESS", "UPDATE"), run: cmdIncrBy},
+			keySpecs: one("RW", "access", "update"), run: cmdIncrBy},
 		{name: "decrby", arity: 3, flags: wDenyFast, firstKey: 1, lastKey: 1, step: 1, acl: aclWStrF,
-			keySpecs: one("RW", "ACCESS", "UPDATE"), run: cmdDecrBy},
+			keySpecs: one("RW", "access", "update"), run: cmdDecrBy},
 		{name: "mget", arity: -2, flags: roFast, firstKey: 1, lastKey: -1, step: 1, acl: aclReadStr,
 			tips:     []string{"request_policy:multi_shard"},
-			keySpecs: all(1, "RO", "ACCESS"), run: cmdMGet},
+			keySpecs: all(1, "RO", "access"), run: cmdMGet},
 		{name: "mset", arity: -3, flags: wDeny, firstKey: 1, lastKey: -1, step: 2, acl: aclWStrS,
 			tips:     []string{"request_policy:multi_shard", "response_policy:all_succeeded"},
-			keySpecs: all(2, "OW", "UPDATE"), run: cmdMSet},
+			keySpecs: all(2, "OW", "update"), run: cmdMSet},
 		{name: "dbsize", arity: 1, flags: roFast, acl: []string{"@keyspace", "@read", "@fast"},
 			tips: []string{"request_policy:all_shards", "response_policy:agg_sum"}, run: cmdDBSize},
 		{name: "scan", arity: -2, flags: []string{"readonly"}, acl: []string{"@keyspace", "@read", "@slow"},
@@ -160,7 +164,7 @@ func init() {
 		commands[cmd.name] = cmd
 		commandList = append(commandList, cmd)
 	}
-	slices.SortFunc(commandList, func(a, b *command) int { return cmpString(a.name, b.name) })
+	slices.SortFunc(commandList, func(a, b *command) int { return strings.Compare(a.name, b.name) })
 }
 
 // subTable finishes the subcommands of a container command: it sets their full names
@@ -172,16 +176,6 @@ func subTable(parent string, subs []*command) map[string]*command {
 		m[s.name] = s
 	}
 	return m
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // lookupCommand finds the top-level command for name, case-insensitively, without allocating.
@@ -227,7 +221,7 @@ func (cmd *command) subcommands() []*command {
 	for _, s := range cmd.subs {
 		out = append(out, s)
 	}
-	slices.SortFunc(out, func(a, b *command) int { return cmpString(a.name, b.name) })
+	slices.SortFunc(out, func(a, b *command) int { return strings.Compare(a.name, b.name) })
 	return out
 }
 
@@ -248,7 +242,13 @@ func writeCommandInfo(c *conn, cmd *command) {
 	w.ArrayHeader(len(cmd.keySpecs))
 	for _, ks := range cmd.keySpecs {
 		// In RESP2 a map is a flat array of alternating keys and values.
-		w.ArrayHeader(6)
+		if ks.notes != "" {
+			w.ArrayHeader(8)
+			w.BulkString("notes")
+			w.BulkString(ks.notes)
+		} else {
+			w.ArrayHeader(6)
+		}
 		w.BulkString("flags")
 		writeSimpleStrings(c, ks.flags)
 		w.BulkString("begin_search")
@@ -330,15 +330,23 @@ func cmdCommandDocs(c *conn, args [][]byte) {
 	c.w.ArrayHeader(0)
 }
 
-// cmdCommandList answers COMMAND LIST (without FILTERBY) with every command name.
+// cmdCommandList answers COMMAND LIST (without FILTERBY) with every command and subcommand name.
 func cmdCommandList(c *conn, args [][]byte) {
 	if len(args) > 2 {
 		c.w.Error(errSyntax)
 		return
 	}
-	c.w.ArrayHeader(len(commandList))
+	// Redis lists subcommands too, by full name ("cluster|slots").
+	n := len(commandList)
 	for _, cmd := range commandList {
-		c.w.BulkString(cmd.name)
+		n += len(cmd.subList)
+	}
+	c.w.ArrayHeader(n)
+	for _, cmd := range commandList {
+		c.w.BulkString(cmd.fullName)
+		for _, sub := range cmd.subList {
+			c.w.BulkString(sub.fullName)
+		}
 	}
 }
 
