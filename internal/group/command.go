@@ -15,6 +15,12 @@ const (
 	opAppend
 	opIncrBy
 	opMSet
+	opCAS
+	// Cluster-management ops; every op from opConfig on is one (see Group.applyAdmin).
+	opConfig
+	opInstall
+	opDrop
+	opCleaned
 )
 
 const (

@@ -5,6 +5,7 @@
 package group
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -44,6 +45,12 @@ func WithSession(ctx context.Context, s Session) context.Context {
 	return context.WithValue(ctx, sessionKey{}, s)
 }
 
+// SessionFrom returns the session attached to ctx, if any.
+func SessionFrom(ctx context.Context) (Session, bool) {
+	s, ok := ctx.Value(sessionKey{}).(Session)
+	return s, ok
+}
+
 // ErrStale is returned for a write whose sequence number the client already acknowledged: its
 // reply was delivered before, and the record needed to repeat it has been discarded.
 var ErrStale = errors.New("stale request: sequence number already acknowledged")
@@ -52,8 +59,11 @@ var ErrStale = errors.New("stale request: sequence number already acknowledged")
 type Config struct {
 	// GroupID is the replica group's id.
 	GroupID uint64
-	Table   *table.Table
-	Logger  *slog.Logger
+	// Controlled groups follow the shard controller's configurations and start owning nothing;
+	// an uncontrolled (standalone) group serves every slot.
+	Controlled bool
+	Table      *table.Table
+	Logger     *slog.Logger
 }
 
 // Group is one replica's view of the group state machine. It implements raftnode.StateMachine.
@@ -72,6 +82,12 @@ type Group struct {
 	// shard.
 	sessions [keyspace.NumSlots]*slotSessions
 
+	// own guards cs. The apply path takes it for writing when configurations or hand-offs change
+	// which slots the group serves; reads hold it shared from their ownership check until they
+	// have read the table, so a slot cannot be handed off between the two.
+	own sync.RWMutex
+	cs  clusterState
+
 	applyCmd command // scratch, reused by the single apply goroutine
 }
 
@@ -84,6 +100,11 @@ func New(cfg Config) *Group {
 		cfg.Table = table.New()
 	}
 	g := &Group{cfg: cfg, log: cfg.Logger, tab: cfg.Table, waiters: make(map[uint64]chan result)}
+	if !cfg.Controlled {
+		for i := range g.cs.slots {
+			g.cs.slots[i] = slotServing
+		}
+	}
 	// Request ids start at a random point so that an entry proposed before a restart can never be
 	// mistaken for a waiter registered after it.
 	var b [8]byte
@@ -102,7 +123,7 @@ func (g *Group) Table() *table.Table { return g.tab }
 
 // propose replicates a command and waits for its result.
 func (g *Group) propose(ctx context.Context, c *command) (result, error) {
-	if s, ok := ctx.Value(sessionKey{}).(Session); ok {
+	if s, ok := SessionFrom(ctx); ok {
 		c.clientID, c.seq, c.acked = s.ClientID, s.Seq, s.Acked
 	}
 	c.reqID = g.reqID.Add(1)
@@ -150,16 +171,23 @@ func (g *Group) Apply(index uint64, data []byte) {
 		return
 	}
 	var res result
-	if c.clientID != 0 && len(c.args) > 0 {
-		sess := g.slotSessions(keyspace.Slot(c.args[0]))
-		if prev, dup := sess.lookup(c.clientID, c.seq, c.acked); dup {
+	switch {
+	case c.op >= opConfig:
+		res = g.applyAdmin(c)
+	case c.clientID != 0 && len(c.args) > 0:
+		slot := keyspace.Slot(c.args[0])
+		if prev, dup := g.sessions[slot].lookup(c.clientID, c.seq, c.acked); dup {
 			res = prev
 		} else {
-			res = g.execute(c)
-			sess.record(c.clientID, c.seq, c.acked, res)
+			res = g.executeOwned(c)
+			// A refusal for a slot this group does not serve is not recorded: the client will
+			// retry at the owner, and must be able to retry here too if the slot comes back.
+			if !errors.Is(res.err, ErrWrongGroup) && !errors.Is(res.err, ErrMoving) {
+				g.slotSessions(slot).record(c.clientID, c.seq, c.acked, res)
+			}
 		}
-	} else {
-		res = g.execute(c)
+	default:
+		res = g.executeOwned(c)
 	}
 	if c.reqID == 0 {
 		return
@@ -179,6 +207,53 @@ func (g *Group) slotSessions(slot uint16) *slotSessions {
 		g.sessions[slot] = s
 	}
 	return s
+}
+
+// executeOwned runs a data command if the group serves all its keys' slots.
+func (g *Group) executeOwned(c *command) result {
+	g.own.RLock()
+	defer g.own.RUnlock()
+	keys := c.args
+	if c.op == opSet || c.op == opAppend || c.op == opCAS {
+		keys = c.args[:min(1, len(c.args))]
+	}
+	if c.op == opMSet {
+		for i := 0; i < len(c.args); i += 2 {
+			if err := g.checkKeys(c.args[i : i+1]); err != nil {
+				return result{err: err}
+			}
+		}
+	} else if err := g.checkKeys(keys); err != nil {
+		return result{err: err}
+	}
+	return g.execute(c)
+}
+
+// applyAdmin applies the cluster-management commands.
+func (g *Group) applyAdmin(c *command) result {
+	num := uint64(c.delta)
+	switch c.op {
+	case opConfig:
+		if len(c.args) == 1 {
+			return g.applyConfig(c.args[0])
+		}
+	case opInstall:
+		if len(c.args) == 1 {
+			return g.applyInstall(num, c.args[0])
+		}
+	case opDrop, opCleaned:
+		if len(c.args) == 1 {
+			r, err := decodeRange(c.args[0])
+			if err != nil {
+				return result{err: err}
+			}
+			if c.op == opDrop {
+				return g.applyDrop(num, r)
+			}
+			return g.applyCleaned(num, r)
+		}
+	}
+	return result{err: fmt.Errorf("%w: admin op %d", errCorrupt, c.op)}
 }
 
 // execute applies a command to the table. It must be deterministic: every replica runs it on the
@@ -231,6 +306,16 @@ func (g *Group) execute(c *command) result {
 		cur += c.delta
 		t.Set(c.args[0], strconv.AppendInt(nil, cur, 10))
 		return result{n: cur}
+	case opCAS:
+		if len(c.args) != 3 {
+			return result{err: errCorrupt}
+		}
+		cur, had := t.Get(c.args[0], nil)
+		if c.flags&setNX != 0 && had || c.flags&setNX == 0 && (!had || !bytes.Equal(cur, c.args[1])) {
+			return result{ok: false}
+		}
+		t.Set(c.args[0], c.args[2])
+		return result{ok: true}
 	case opMSet:
 		for i := 0; i+1 < len(c.args); i += 2 {
 			t.Set(c.args[i], c.args[i+1])

@@ -23,6 +23,11 @@ func (g *Group) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 	if err := g.barrier(ctx); err != nil {
 		return nil, false, err
 	}
+	g.own.RLock()
+	defer g.own.RUnlock()
+	if err := g.checkKeys([][]byte{key}); err != nil {
+		return nil, false, err
+	}
 	v, ok := g.tab.Get(key, nil)
 	return v, ok, nil
 }
@@ -30,6 +35,11 @@ func (g *Group) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 // MGet returns the values of keys; found[i] tells a missing key from an empty value.
 func (g *Group) MGet(ctx context.Context, keys [][]byte) ([][]byte, []bool, error) {
 	if err := g.barrier(ctx); err != nil {
+		return nil, nil, err
+	}
+	g.own.RLock()
+	defer g.own.RUnlock()
+	if err := g.checkKeys(keys); err != nil {
 		return nil, nil, err
 	}
 	vals := make([][]byte, len(keys))
@@ -45,9 +55,14 @@ func (g *Group) Exists(ctx context.Context, keys [][]byte) (int64, error) {
 	if err := g.barrier(ctx); err != nil {
 		return 0, err
 	}
+	g.own.RLock()
+	defer g.own.RUnlock()
+	if err := g.checkKeys(keys); err != nil {
+		return 0, err
+	}
 	var n int64
 	for _, k := range keys {
-		if _, ok := g.tab.Get(k, nil); ok {
+		if g.tab.Has(k) {
 			n++
 		}
 	}
@@ -100,11 +115,21 @@ func (g *Group) MSet(ctx context.Context, kvs [][]byte) error {
 // Scan returns a page of keys matching the glob pattern (all keys when match is empty) and the
 // cursor of the next page; cursor 0 starts and ends a walk.
 func (g *Group) Scan(ctx context.Context, cursor uint64, match []byte, count int) (uint64, [][]byte, error) {
+	return g.ScanRange(ctx, keyspace.All(), cursor, match, count)
+}
+
+// ScanRange is Scan restricted to the slots of r: it returns 0 when it reaches r.Hi.
+func (g *Group) ScanRange(ctx context.Context, r keyspace.Range, cursor uint64, match []byte, count int) (uint64, [][]byte, error) {
 	if err := g.barrier(ctx); err != nil {
 		return 0, nil, err
 	}
+	g.own.RLock()
+	defer g.own.RUnlock()
 	var keys [][]byte
-	next := g.tab.Scan(cursor, count, func(k []byte) {
+	next := g.tab.ScanRange(r, cursor, count, func(k []byte) {
+		if !g.cs.slots[keyspace.Slot(k)].serves() {
+			return // frozen data of a slot handed off, or not ours
+		}
 		if len(match) == 0 || keyspace.Match(match, k) {
 			keys = append(keys, append([]byte(nil), k...))
 		}
@@ -112,12 +137,43 @@ func (g *Group) Scan(ctx context.Context, cursor uint64, match []byte, count int
 	return next, keys, nil
 }
 
+// CompareAndSwap sets key to val if its current value equals old (or, when oldPresent is false,
+// if the key is absent), and reports whether it did.
+func (g *Group) CompareAndSwap(ctx context.Context, key, old []byte, oldPresent bool, val []byte) (bool, error) {
+	c := command{op: opCAS, args: [][]byte{key, old, val}}
+	if !oldPresent {
+		c.flags |= setNX
+	}
+	res, err := g.propose(ctx, &c)
+	return res.ok, err
+}
+
 // DBSize returns the number of keys in the group.
 func (g *Group) DBSize(ctx context.Context) (int64, error) {
 	if err := g.barrier(ctx); err != nil {
 		return 0, err
 	}
-	return int64(g.tab.Len()), nil
+	return g.servedLen(), nil
+}
+
+// servedLen counts the pairs of the slots the group serves (not the frozen copies of slots it
+// handed off).
+func (g *Group) servedLen() int64 {
+	g.own.RLock()
+	defer g.own.RUnlock()
+	var n int64
+	all := true
+	for s := range keyspace.NumSlots {
+		if g.cs.slots[s].serves() {
+			n += int64(g.tab.SlotLen(uint16(s)))
+		} else {
+			all = false
+		}
+	}
+	if all {
+		return int64(g.tab.Len())
+	}
+	return n
 }
 
 // Info returns the INFO section lines the group owns.

@@ -1,5 +1,7 @@
 package group
 
+import "encoding/binary"
+
 // slotSessions holds the at-most-once records of the clients that wrote to one slot. Per client it
 // keeps the results of writes the client has not acknowledged yet, so that a retry of any of them
 // (even out of order) gets the original answer without executing twice.
@@ -23,6 +25,9 @@ type seqResult struct {
 const maxPending = 64
 
 func (s *slotSessions) find(id uint64) *clientRecord {
+	if s == nil {
+		return nil
+	}
 	for i := range s.clients {
 		if s.clients[i].id == id {
 			return &s.clients[i]
@@ -31,7 +36,7 @@ func (s *slotSessions) find(id uint64) *clientRecord {
 	return nil
 }
 
-// lookup reports whether (id, seq) was executed before, and its result.
+// lookup reports whether (id, seq) was executed before, and its result. s may be nil.
 func (s *slotSessions) lookup(id, seq, acked uint64) (result, bool) {
 	c := s.find(id)
 	if c == nil {
@@ -68,4 +73,113 @@ func (s *slotSessions) record(id, seq, acked uint64, res result) {
 		kept = append(kept[:0], kept[1:]...)
 	}
 	c.results = append(kept, seqResult{seq: seq, res: res})
+}
+
+// encodeSessions appends one slot's records: nclients, then per client id, acked, nresults and
+// the results.
+func encodeSessions(dst []byte, s *slotSessions) []byte {
+	if s == nil {
+		return binary.AppendUvarint(dst, 0)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(s.clients)))
+	for _, c := range s.clients {
+		dst = binary.AppendUvarint(dst, c.id)
+		dst = binary.AppendUvarint(dst, c.acked)
+		dst = binary.AppendUvarint(dst, uint64(len(c.results)))
+		for _, r := range c.results {
+			dst = binary.AppendUvarint(dst, r.seq)
+			dst = binary.AppendVarint(dst, r.res.n)
+			ok := byte(0)
+			if r.res.ok {
+				ok = 1
+			}
+			dst = append(dst, ok, errCode(r.res.err))
+			dst = binary.AppendUvarint(dst, uint64(len(r.res.val)))
+			dst = append(dst, r.res.val...)
+		}
+	}
+	return dst
+}
+
+// decodeSessions parses what encodeSessions wrote; nil when there are no clients.
+func decodeSessions(b []byte) (*slotSessions, error) {
+	d := decoder{b: b}
+	nc := d.uvarint()
+	if nc == 0 || d.err != nil {
+		return nil, d.err
+	}
+	s := &slotSessions{}
+	for range nc {
+		c := clientRecord{id: d.uvarint(), acked: d.uvarint()}
+		nr := d.uvarint()
+		for range nr {
+			sr := seqResult{seq: d.uvarint()}
+			n := d.varint()
+			flags := d.bytes(2)
+			val := d.bytes(int(d.uvarint()))
+			if d.err != nil {
+				return nil, d.err
+			}
+			if int(flags[1]) >= len(resultErrors) {
+				return nil, errCorrupt
+			}
+			if len(val) > 0 {
+				val = append([]byte(nil), val...)
+			} else {
+				val = nil
+			}
+			sr.res = result{n: n, ok: flags[0] == 1, err: resultErrors[flags[1]], val: val}
+			c.results = append(c.results, sr)
+		}
+		if d.err != nil {
+			return nil, d.err
+		}
+		s.clients = append(s.clients, c)
+	}
+	return s, d.err
+}
+
+// decoder reads varints and byte runs, remembering the first error.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errCorrupt
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errCorrupt
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) bytes(n int) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n < 0 || n > len(d.b) {
+		d.err = errCorrupt
+		return nil
+	}
+	out := d.b[:n]
+	d.b = d.b[n:]
+	return out
 }

@@ -1,19 +1,19 @@
 package group
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
+	"github.com/shoal-kv/shoal/internal/controller"
 	"github.com/shoal-kv/shoal/internal/keyspace"
 )
 
-const snapshotMagic = "SHOALSM1"
+const snapshotMagic = "SHOALSM2"
 
-// error codes of results kept in at-most-once records, so they survive snapshots.
+// error codes of results kept in at-most-once records, so they survive snapshots and hand-offs.
 var resultErrors = []error{nil, ErrNotInteger, ErrOverflow, ErrWrongGroup, ErrStale}
 
 func errCode(err error) byte {
@@ -25,44 +25,44 @@ func errCode(err error) byte {
 	return 0
 }
 
-// Snapshot implements raftnode.StateMachine: the at-most-once records, then the table's pairs.
+// Snapshot implements raftnode.StateMachine. Layout: magic; current and previous configuration
+// (length-prefixed JSON, empty for none); one state byte per slot; the per-slot at-most-once
+// records; the table's pairs.
 func (g *Group) Snapshot() ([]byte, error) {
 	var buf bytes.Buffer
 	buf.WriteString(snapshotMagic)
-	var scratch []byte
-	var slots uint64
+	g.own.RLock()
+	for _, c := range []*controller.Config{g.cs.cfg, g.cs.prev} {
+		var b []byte
+		if c != nil {
+			var err error
+			if b, err = json.Marshal(c); err != nil {
+				g.own.RUnlock()
+				return nil, fmt.Errorf("group snapshot: %w", err)
+			}
+		}
+		writeLenPrefixed(&buf, b)
+	}
+	for _, s := range g.cs.slots {
+		buf.WriteByte(byte(s))
+	}
+	g.own.RUnlock()
+	var n uint64
 	for _, s := range g.sessions {
 		if s != nil && len(s.clients) > 0 {
-			slots++
+			n++
 		}
 	}
-	scratch = binary.AppendUvarint(scratch[:0], slots)
+	buf.Write(binary.AppendUvarint(nil, n))
+	var scratch []byte
 	for slot, s := range g.sessions {
 		if s == nil || len(s.clients) == 0 {
 			continue
 		}
-		scratch = binary.LittleEndian.AppendUint16(scratch, uint16(slot))
-		scratch = binary.AppendUvarint(scratch, uint64(len(s.clients)))
-		for _, c := range s.clients {
-			scratch = binary.AppendUvarint(scratch, c.id)
-			scratch = binary.AppendUvarint(scratch, c.acked)
-			scratch = binary.AppendUvarint(scratch, uint64(len(c.results)))
-			for _, r := range c.results {
-				scratch = binary.AppendUvarint(scratch, r.seq)
-				scratch = binary.AppendVarint(scratch, r.res.n)
-				ok := byte(0)
-				if r.res.ok {
-					ok = 1
-				}
-				scratch = append(scratch, ok, errCode(r.res.err))
-				scratch = binary.AppendUvarint(scratch, uint64(len(r.res.val)))
-				scratch = append(scratch, r.res.val...)
-			}
-		}
+		scratch = binary.LittleEndian.AppendUint16(scratch[:0], uint16(slot))
 		buf.Write(scratch)
-		scratch = scratch[:0]
+		writeLenPrefixed(&buf, encodeSessions(scratch[:0], s))
 	}
-	buf.Write(scratch)
 	if _, err := g.tab.Export(&buf, keyspace.All()); err != nil {
 		return nil, fmt.Errorf("group snapshot: %w", err)
 	}
@@ -71,76 +71,52 @@ func (g *Group) Snapshot() ([]byte, error) {
 
 // Restore implements raftnode.StateMachine.
 func (g *Group) Restore(data []byte) error {
-	r := bufio.NewReader(bytes.NewReader(data))
-	magic := make([]byte, len(snapshotMagic))
-	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != snapshotMagic {
+	if !bytes.HasPrefix(data, []byte(snapshotMagic)) {
 		return errors.New("group restore: not a shoal state machine snapshot")
 	}
-	var sessions [keyspace.NumSlots]*slotSessions
-	slots, err := binary.ReadUvarint(r)
-	if err != nil {
-		return fmt.Errorf("group restore: %w", err)
-	}
-	rd := func() uint64 {
-		if err != nil {
-			return 0
+	d := decoder{b: data[len(snapshotMagic):]}
+	var cfgs [2]*controller.Config
+	for i := range cfgs {
+		b := d.bytes(int(d.uvarint()))
+		if d.err == nil && len(b) > 0 {
+			cfgs[i] = &controller.Config{}
+			if err := json.Unmarshal(b, cfgs[i]); err != nil {
+				return fmt.Errorf("group restore: configuration: %w", err)
+			}
 		}
-		var v uint64
-		v, err = binary.ReadUvarint(r)
-		return v
 	}
-	for range slots {
-		var sb [2]byte
-		if _, err = io.ReadFull(r, sb[:]); err != nil {
+	var slots [keyspace.NumSlots]slotState
+	for i, b := range d.bytes(keyspace.NumSlots) {
+		slots[i] = slotState(b)
+	}
+	var sessions [keyspace.NumSlots]*slotSessions
+	n := d.uvarint()
+	for range n {
+		sb := d.bytes(2)
+		enc := d.bytes(int(d.uvarint()))
+		if d.err != nil {
 			break
 		}
-		slot := binary.LittleEndian.Uint16(sb[:])
+		slot := binary.LittleEndian.Uint16(sb)
 		if int(slot) >= keyspace.NumSlots {
 			return fmt.Errorf("group restore: bad slot %d", slot)
 		}
-		s := &slotSessions{}
-		nc := rd()
-		for range nc {
-			c := clientRecord{id: rd(), acked: rd()}
-			nr := rd()
-			for range nr {
-				sr := seqResult{seq: rd()}
-				var n int64
-				if err == nil {
-					n, err = binary.ReadVarint(r)
-				}
-				var flags [2]byte
-				if err == nil {
-					_, err = io.ReadFull(r, flags[:])
-				}
-				vl := rd()
-				if err != nil {
-					return fmt.Errorf("group restore: %w", err)
-				}
-				if vl > uint64(len(data)) || int(flags[1]) >= len(resultErrors) {
-					return errors.New("group restore: corrupt session record")
-				}
-				var val []byte
-				if vl > 0 {
-					val = make([]byte, vl)
-					if _, err = io.ReadFull(r, val); err != nil {
-						return fmt.Errorf("group restore: %w", err)
-					}
-				}
-				sr.res = result{n: n, ok: flags[0] == 1, err: resultErrors[flags[1]], val: val}
-				c.results = append(c.results, sr)
-			}
-			s.clients = append(s.clients, c)
+		s, err := decodeSessions(enc)
+		if err != nil {
+			return fmt.Errorf("group restore: slot %d sessions: %w", slot, err)
 		}
 		sessions[slot] = s
 	}
-	if err != nil {
-		return fmt.Errorf("group restore: %w", err)
+	if d.err != nil {
+		return fmt.Errorf("group restore: %w", d.err)
 	}
+	g.own.Lock()
+	defer g.own.Unlock()
 	g.tab.Reset()
-	if _, err := g.tab.Import(r); err != nil {
+	if _, err := g.tab.Import(bytes.NewReader(d.b)); err != nil {
 		return fmt.Errorf("group restore: %w", err)
 	}
+	g.cs.cfg, g.cs.prev, g.cs.slots = cfgs[0], cfgs[1], slots
 	g.sessions = sessions
 	return nil
 }

@@ -13,11 +13,16 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/shoal-kv/shoal/internal/controller"
 	"github.com/shoal-kv/shoal/internal/group"
 	"github.com/shoal-kv/shoal/internal/keyspace"
+	"github.com/shoal-kv/shoal/internal/migrate"
 	"github.com/shoal-kv/shoal/internal/raftnode"
+	"github.com/shoal-kv/shoal/internal/router"
+	"github.com/shoal-kv/shoal/internal/rpc"
 	"github.com/shoal-kv/shoal/internal/server"
 	"github.com/shoal-kv/shoal/internal/table"
 )
@@ -41,16 +46,52 @@ type Config struct {
 	TickInterval             time.Duration
 	SnapshotEntries          uint64
 	WrapPeerConn             func(net.Conn) net.Conn
-	Logger                   *slog.Logger
+	// Controller lists the shard controller's client addresses. Without it the group is
+	// standalone and serves every slot.
+	Controller []string
+	// NewController builds the controller client from Controller (set by the binary; tests
+	// may substitute one).
+	NewController func(addrs []string) migrate.Controller
+	// MigrateRate caps the bytes per second this group pulls during hand-offs (0: unlimited).
+	MigrateRate int64
+	Logger      *slog.Logger
 }
 
 // Node is a running server process.
 type Node struct {
-	cfg   Config
-	log   *slog.Logger
-	group *group.Group
-	raft  *raftnode.Node
-	srv   *server.Server
+	cfg    Config
+	log    *slog.Logger
+	group  *group.Group
+	raft   *raftnode.Node
+	srv    *server.Server
+	router *router.Router
+	peers  *rpc.Pool
+	driver *migrate.Driver
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// backend is what the RESP server talks to: the router for data commands, the local group for
+// slot hand-offs, and the driver's progress in INFO.
+type backend struct {
+	*router.Router
+	g      *group.Group
+	driver *migrate.Driver
+}
+
+func (b backend) Export(ctx context.Context, num uint64, r keyspace.Range, maxBytes int) ([]byte, uint16, int, error) {
+	return b.g.Export(ctx, num, r, maxBytes)
+}
+
+func (b backend) DropGiven(ctx context.Context, num uint64, r keyspace.Range) error {
+	return b.g.DropGiven(ctx, num, r)
+}
+
+func (b backend) Info(section string) string {
+	if section == "migration" && b.driver != nil {
+		return b.driver.Progress().Info()
+	}
+	return b.Router.Info(section)
 }
 
 // Start opens the data directory, recovers state and starts serving.
@@ -72,7 +113,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		cfg.PeerListen = me.PeerAddr
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger}
-	n.group = group.New(group.Config{GroupID: cfg.GroupID, Table: table.New(), Logger: cfg.Logger})
+	controlled := len(cfg.Controller) > 0
+	n.group = group.New(group.Config{GroupID: cfg.GroupID, Controlled: controlled, Table: table.New(), Logger: cfg.Logger})
 	peers := make(map[uint64]string, len(cfg.Members))
 	for id, m := range cfg.Members {
 		peers[id] = m.PeerAddr
@@ -90,23 +132,62 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := n.raft.Start(ctx); err != nil {
 		return nil, err
 	}
+	n.peers = rpc.New(8)
+	var refresh func()
+	runCtx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	if controlled {
+		if cfg.NewController == nil {
+			cancel()
+			n.raft.Stop()
+			return nil, errors.New("node: Controller set without NewController")
+		}
+		kick := make(chan struct{}, 1)
+		refresh = func() {
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+		}
+		n.driver = migrate.New(migrate.Config{
+			GroupID: cfg.GroupID, Group: n.group, IsLeader: n.raft.IsLeader,
+			Controller: cfg.NewController(cfg.Controller), Peers: n.peers,
+			Learn: func(c *controller.Config) { n.router.SetConfig(c) }, RateLimit: cfg.MigrateRate,
+			Logger: cfg.Logger, Kick: kick,
+		})
+	}
+	n.router = router.New(router.Config{GroupID: cfg.GroupID, Local: n.group, Peers: n.peers, Refresh: refresh, Logger: cfg.Logger})
+	if n.driver != nil {
+		n.wg.Go(func() { n.driver.Run(runCtx) })
+	}
 	n.srv = server.New(server.Config{
-		Addr: cfg.ClientListen, Backend: n.group, Topology: n, Logger: cfg.Logger,
-		NodeID: NodeID(cfg.GroupID, cfg.ID),
+		Addr: cfg.ClientListen, Backend: backend{Router: n.router, g: n.group, driver: n.driver}, Topology: n,
+		Router: n.router, Logger: cfg.Logger, NodeID: NodeID(cfg.GroupID, cfg.ID),
 	})
 	if err := n.srv.Start(ctx); err != nil {
+		n.stopBackground()
 		n.raft.Stop()
 		return nil, err
 	}
 	return n, nil
 }
 
+func (n *Node) stopBackground() {
+	n.cancel()
+	n.wg.Wait()
+	n.peers.Close()
+}
+
 // Close stops serving and releases the data directory.
 func (n *Node) Close() error {
 	err := n.srv.Close()
+	n.stopBackground()
 	n.raft.Stop()
 	return err
 }
+
+// Group exposes the node's group state machine (tests, INFO).
+func (n *Node) Group() *group.Group { return n.group }
 
 // ClientAddr returns the address the RESP server listens on.
 func (n *Node) ClientAddr() string { return n.srv.Addr().String() }
@@ -121,32 +202,82 @@ func NodeID(groupID, id uint64) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// View implements server.Topology: the one group serves every slot; its leader is the master.
+// View implements server.Topology. Standalone, the one group serves every slot; under a
+// controller, the view is the newest configuration this node knows. Within this node's group
+// the raft leader is listed first (clients take the first node as master); other groups list
+// their nodes in configuration order.
 func (n *Node) View() server.ClusterView {
 	st := n.raft.Status()
-	ids := make([]uint64, 0, len(n.cfg.Members))
-	for id := range n.cfg.Members {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	// Leader first: clients take the first node of a range as its master.
-	slices.SortStableFunc(ids, func(a, b uint64) int {
-		if a == st.Leader {
-			return -1
+	c := n.router.Latest()
+	if c == nil {
+		ids := make([]uint64, 0, len(n.cfg.Members))
+		for id := range n.cfg.Members {
+			ids = append(ids, id)
 		}
-		if b == st.Leader {
+		shard := server.ShardView{Ranges: []keyspace.Range{keyspace.All()}, Nodes: n.groupNodes(n.cfg.GroupID, ids, st.Leader, func(id uint64) string {
+			return n.cfg.Members[id].ClientAddr
+		})}
+		return server.ClusterView{Epoch: st.Term, Shards: []server.ShardView{shard}}
+	}
+	view := server.ClusterView{Epoch: c.Num}
+	byGroup := map[uint64][]keyspace.Range{}
+	for _, sh := range c.Shards {
+		if sh.Group != 0 {
+			byGroup[sh.Group] = append(byGroup[sh.Group], sh.Range)
+		}
+	}
+	for _, gid := range c.GroupIDs() {
+		g := c.Groups[gid]
+		ids := make([]uint64, len(g.Nodes))
+		addr := make(map[uint64]string, len(g.Nodes))
+		for i, nd := range g.Nodes {
+			ids[i] = nd.ID
+			addr[nd.ID] = nd.Addr
+		}
+		leader := uint64(0)
+		if gid == n.cfg.GroupID {
+			leader = st.Leader
+		}
+		view.Shards = append(view.Shards, server.ShardView{Ranges: mergeRanges(byGroup[gid]),
+			Nodes: n.groupNodes(gid, ids, leader, func(id uint64) string { return addr[id] })})
+	}
+	return view
+}
+
+// groupNodes lists a group's nodes, the leader (when known) first.
+func (n *Node) groupNodes(gid uint64, ids []uint64, leader uint64, addr func(uint64) string) []server.NodeView {
+	slices.Sort(ids)
+	slices.SortStableFunc(ids, func(a, b uint64) int {
+		switch {
+		case a == leader && b != leader:
+			return -1
+		case b == leader && a != leader:
 			return 1
 		}
 		return 0
 	})
-	shard := server.ShardView{Ranges: []keyspace.Range{keyspace.All()}}
-	for _, id := range ids {
-		shard.Nodes = append(shard.Nodes, server.NodeView{
-			ID: NodeID(n.cfg.GroupID, id), Addr: n.cfg.Members[id].ClientAddr,
-			Leader: id == st.Leader, Healthy: true, Myself: id == n.cfg.ID,
+	out := make([]server.NodeView, 0, len(ids))
+	for i, id := range ids {
+		out = append(out, server.NodeView{
+			ID: NodeID(gid, id), Addr: addr(id), Leader: id == leader || (leader == 0 && i == 0),
+			Healthy: true, Myself: gid == n.cfg.GroupID && id == n.cfg.ID,
 		})
 	}
-	return server.ClusterView{Epoch: st.Term, Shards: []server.ShardView{shard}}
+	return out
+}
+
+// mergeRanges joins adjacent ranges so CLUSTER SLOTS lists each run once.
+func mergeRanges(rs []keyspace.Range) []keyspace.Range {
+	slices.SortFunc(rs, func(a, b keyspace.Range) int { return int(a.Lo) - int(b.Lo) })
+	var out []keyspace.Range
+	for _, r := range rs {
+		if len(out) > 0 && out[len(out)-1].Hi == r.Lo {
+			out[len(out)-1].Hi = r.Hi
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // ParseMembers parses "id=clientAddr/peerAddr,..." as the server's --peers flag takes it.

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shoal-kv/shoal/internal/group"
 	"github.com/shoal-kv/shoal/internal/resp"
 )
 
@@ -37,6 +38,12 @@ type conn struct {
 	readOnly bool // READONLY was sent: replica reads allowed (used by routing later)
 	asking   bool // ASKING was sent: the next command may touch an importing slot
 	quit     bool // close after flushing the current reply
+	redirect bool // CLIENT CAPA redirect: answer MOVED for other groups' slots
+
+	// Set while a SHOAL.FWD / SHOAL.AT wrapper runs its inner command.
+	hops      int
+	session   *group.Session
+	wrapDepth int
 
 	// ctx is reused by successive commands while its deadline is at least half a
 	// RequestTimeout away: a fresh context per command would cost allocations on the GET/SET
@@ -157,6 +164,10 @@ func (c *conn) exec(args [][]byte) {
 	asking := c.asking
 	c.asking = false
 	if cmd.firstKey > 0 {
+		if moved, ok := c.redirectFor(cmd, args); ok {
+			c.w.Error(moved)
+			return
+		}
 		if err := c.s.route(c, cmd, keyRefs{args: args, cmd: cmd}, asking); err != nil {
 			c.routeError(err)
 			return
@@ -165,8 +176,17 @@ func (c *conn) exec(args [][]byte) {
 	cmd.run(c, args)
 }
 
-// reqCtx returns the context that bounds the current command's backend call.
+// reqCtx returns the context that bounds the current command's backend call, carrying the
+// forwarding hops and session of a wrapped command.
 func (c *conn) reqCtx() context.Context {
+	ctx := c.baseReqCtx()
+	if c.hops > 0 || c.session != nil {
+		return c.requestContext(ctx)
+	}
+	return ctx
+}
+
+func (c *conn) baseReqCtx() context.Context {
 	if c.ctx == nil || c.deadline.Sub(c.now) < c.s.timeout/2 {
 		if c.ctxStop != nil {
 			c.ctxStop()

@@ -45,6 +45,10 @@ func backendError(err error) string {
 		// The configuration changed under the request; CLUSTERDOWN is Redis's own answer for
 		// "slot not served" and makes clients retry (and go-redis reload its slot map).
 		return errSlotNotServed
+	case errors.Is(err, group.ErrMoving):
+		return "TRYAGAIN slot is moving to this group"
+	case errors.Is(err, group.ErrStale):
+		return errStaleSeq
 	case errors.Is(err, group.ErrNotLeader):
 		return errNoLeader
 	case errors.Is(err, context.DeadlineExceeded):

@@ -48,6 +48,9 @@ type Config struct {
 	// NodeID is this node's 40-character cluster id (CLUSTER MYID); empty means the id of the
 	// node the Topology marks as Myself.
 	NodeID string
+	// Router, when set, tells which slots other groups serve: connections that sent
+	// CLIENT CAPA redirect get MOVED for those; others have the Backend forward them.
+	Router Locator
 }
 
 // Server serves the Redis protocol on one listener. Create it with New, then Start it; Close
