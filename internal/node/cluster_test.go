@@ -88,7 +88,11 @@ func newTestCluster(t *testing.T, groups, replicas int) *testCluster {
 
 func (c *testCluster) start(gid, id uint64) {
 	g := c.groups[gid]
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	lvl := slog.LevelWarn
+	if os.Getenv("SHOAL_TEST_DEBUG") != "" {
+		lvl = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})).With("g", gid, "n", id)
 	n, err := Start(context.Background(), Config{
 		ID: id, GroupID: gid, Dir: filepath.Join(g.dir, fmt.Sprint(id)), Members: g.mem,
 		TickInterval: 20 * time.Millisecond, SnapshotEntries: 300, Controller: []string{"mem"},
@@ -149,7 +153,7 @@ func (c *testCluster) addrs() []string {
 }
 
 func plain(addr string) *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, MaxRetries: 5,
+	return redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, MaxRetries: 5, ContextTimeoutEnabled: true,
 		ReadTimeout: 10 * time.Second, MinRetryBackoff: 20 * time.Millisecond})
 }
 

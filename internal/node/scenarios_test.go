@@ -1,0 +1,279 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/shoal-kv/shoal/internal/controller"
+	"github.com/shoal-kv/shoal/internal/keyspace"
+	"github.com/shoal-kv/shoal/internal/linearize"
+)
+
+func (c *testCluster) stop(gid, id uint64) {
+	if n := c.groups[gid].nodes[id]; n != nil {
+		n.Close()
+		delete(c.groups[gid].nodes, id)
+	}
+}
+
+func (c *testCluster) stopGroup(gid uint64) {
+	for id := range c.groups[gid].mem {
+		c.stop(gid, id)
+	}
+}
+
+func (c *testCluster) startGroup(gid uint64) {
+	for id := range c.groups[gid].mem {
+		c.start(gid, id)
+	}
+}
+
+// groupAddrs returns the client addresses of one group's running nodes.
+func (c *testCluster) groupAddrs(gid uint64) []string {
+	var out []string
+	for id, n := range c.groups[gid].nodes {
+		if n != nil {
+			out = append(out, c.groups[gid].mem[id].ClientAddr)
+		}
+	}
+	return out
+}
+
+// keysOwnedBy returns n keys whose slots group gid owns in the controller's latest config.
+func (c *testCluster) keysOwnedBy(gid uint64, n int, prefix string) []string {
+	cfg, _ := c.ctrl.Query(context.Background(), -1)
+	var out []string
+	for i := 0; len(out) < n; i++ {
+		k := fmt.Sprintf("%s:%d", prefix, i)
+		if cfg.Owner(keyspace.SlotString(k)) == gid {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// TestStaticShardsOneGroupDown: with one group down, exactly its keys stop being served; after
+// it restarts every key reads its value.
+func TestStaticShardsOneGroupDown(t *testing.T) {
+	c := newTestCluster(t, 2, 3)
+	ctx := context.Background()
+	c.join(1)
+	cfg := c.join(2)
+	c.waitSettled(cfg.Num)
+	k1, k2 := c.keysOwnedBy(1, 5, "k"), c.keysOwnedBy(2, 5, "k")
+	cl := plain(c.groupAddrs(1)[0])
+	defer cl.Close()
+	for _, k := range append(append([]string{}, k1...), k2...) {
+		if err := cl.Set(ctx, k, "v-"+k, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.stopGroup(2)
+	for _, k := range k1 {
+		if v, err := cl.Get(ctx, k).Result(); err != nil || v != "v-"+k {
+			t.Fatalf("group 1's key %s with group 2 down: %q, %v", k, v, err)
+		}
+	}
+	for _, k := range k2 {
+		sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		_, err := cl.Get(sctx, k).Result()
+		cancel()
+		if err == nil {
+			t.Fatalf("group 2's key %s answered with group 2 down", k)
+		}
+	}
+	c.startGroup(2)
+	for _, k := range k2 {
+		var v string
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			var err error
+			if v, err = cl.Get(ctx, k).Result(); err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if v != "v-"+k {
+			t.Fatalf("after restart %s = %q", k, v)
+		}
+	}
+}
+
+// TestServesArrivedShardsWhileOthersAreStuck: one configuration gives group 3 every slot, so it
+// gains shards from groups 1 and 2 at once; group 1 is dead, so only group 2's can arrive. Group 3 serves those at once, and group 3's own
+// shards never stop serving.
+func TestServesArrivedShardsWhileOthersAreStuck(t *testing.T) {
+	c := newTestCluster(t, 3, 3)
+	ctx := context.Background()
+	c.join(1)
+	c.join(2)
+	cfg := c.join(3)
+	c.waitSettled(cfg.Num)
+	k1, k2, k3 := c.keysOwnedBy(1, 5, "p"), c.keysOwnedBy(2, 5, "p"), c.keysOwnedBy(3, 5, "p")
+	cl := plain(c.groupAddrs(3)[0])
+	defer cl.Close()
+	for _, k := range append(append(append([]string{}, k1...), k2...), k3...) {
+		if err := cl.Set(ctx, k, "v-"+k, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.stopGroup(1)
+	c.ctrl.do(t, func(st *controller.State) (controller.Config, error) { return st.Move(keyspace.All(), 3) })
+	g3 := c.groups[3].nodes[1].Group()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, k := range k2 {
+		for !g3.Serves(keyspace.SlotString(k)) {
+			if time.Now().After(deadline) {
+				t.Fatalf("group 3 never received %s's slot from group 2", k)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for _, k := range k1 {
+		if g3.Serves(keyspace.SlotString(k)) {
+			t.Fatalf("group 3 serves %s's slot, which only the dead group 1 has", k)
+		}
+	}
+	for _, k := range append(append([]string{}, k2...), k3...) {
+		if v, err := cl.Get(ctx, k).Result(); err != nil || v != "v-"+k {
+			t.Fatalf("%s = %q, %v: group 3 should serve its own and group 2's former keys", k, v, err)
+		}
+	}
+	for _, k := range k1 {
+		sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		_, err := cl.Get(sctx, k).Result()
+		cancel()
+		if err == nil {
+			t.Fatalf("key %s of the dead group answered", k)
+		}
+	}
+	if err := cl.Set(ctx, k3[0], "new", 0).Err(); err != nil {
+		t.Fatalf("write to group 3's own shard while another is stuck: %v", err)
+	}
+}
+
+// TestNodeMissesConfigurations: a replica down across several configuration changes catches up
+// from its peers and serves everything after restart.
+func TestNodeMissesConfigurations(t *testing.T) {
+	c := newTestCluster(t, 3, 3)
+	ctx := context.Background()
+	cfg := c.join(1)
+	c.waitSettled(cfg.Num)
+	cl := plain(c.groupAddrs(1)[0])
+	defer cl.Close()
+	for i := range 200 {
+		if err := cl.Set(ctx, fmt.Sprintf("m:%d", i), fmt.Sprint(i), 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.stop(2, 3)
+	c.join(2)
+	c.join(3)
+	c.leave(1)
+	cfg = c.join(1)
+	c.waitSettled(cfg.Num)
+	c.start(2, 3)
+	c.waitSettled(cfg.Num)
+	lag := plain(c.groups[2].mem[3].ClientAddr)
+	defer lag.Close()
+	for i := range 200 {
+		if v, err := lag.Get(ctx, fmt.Sprintf("m:%d", i)).Result(); err != nil || v != fmt.Sprint(i) {
+			t.Fatalf("via the lagging node: m:%d = %q, %v", i, v, err)
+		}
+	}
+}
+
+// TestLinearizableDuringReconfiguration runs concurrent clients doing GET/SET/APPEND through
+// random nodes (so requests are forwarded) while groups join and leave, and checks the history.
+func TestLinearizableDuringReconfiguration(t *testing.T) {
+	c := newTestCluster(t, 3, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cfg := c.join(1)
+	c.waitSettled(cfg.Num)
+	addrs := c.addrs()
+	rec := linearize.NewRecorder()
+	keys := []string{"a", "b", "c", "d", "{a}x"}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for client := range 5 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(client), 11))
+			cls := make([]*redis.Client, len(addrs))
+			for i, a := range addrs {
+				cls[i] = redis.NewClient(&redis.Options{Addr: a, Protocol: 2, MaxRetries: -1, ReadTimeout: 10 * time.Second})
+				defer cls[i].Close()
+			}
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				cl, key := cls[rng.IntN(len(cls))], keys[rng.IntN(len(keys))]
+				val := fmt.Sprintf("%d.%d;", client, n)
+				in := linearize.Input{Key: key, Value: val}
+				call := rec.Now()
+				var out linearize.Output
+				var err error
+				switch r := rng.IntN(10); {
+				case r < 4:
+					in.Kind, in.Value = linearize.Get, ""
+					var v string
+					v, err = cl.Get(ctx, key).Result()
+					if errors.Is(err, redis.Nil) {
+						err = nil
+					} else {
+						out = linearize.Output{Value: v, Found: err == nil}
+					}
+				case r < 6:
+					in.Kind = linearize.Put
+					err = cl.Set(ctx, key, val, 0).Err()
+				default:
+					in.Kind = linearize.Append
+					err = cl.Append(ctx, key, val).Err()
+				}
+				if err != nil {
+					out = linearize.Output{Unknown: true}
+					time.Sleep(20 * time.Millisecond)
+				}
+				rec.Add(client, call, in, out)
+			}
+		})
+	}
+	for _, change := range []func(){func() { c.join(2) }, func() { c.join(3) }, func() { c.leave(1) }, func() { c.join(1) }, func() { c.leave(2) }} {
+		time.Sleep(700 * time.Millisecond)
+		change()
+	}
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	ops := rec.Operations()
+	unknown := 0
+	for _, op := range ops {
+		if op.Output.(linearize.Output).Unknown {
+			unknown++
+		}
+	}
+	t.Logf("%d operations, %d with unknown outcome", len(ops), unknown)
+	if len(ops)-unknown < 100 {
+		t.Fatalf("only %d operations completed", len(ops)-unknown)
+	}
+	viz := filepath.Join(t.TempDir(), "history.html")
+	res, err := rec.Check(30*time.Second, viz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res != porcupine.Ok {
+		t.Fatalf("history not linearizable (%v); visualisation at %s", res, viz)
+	}
+}
