@@ -17,15 +17,18 @@ import (
 func runDemo(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	dir := fs.String("dir", "shoal-demo", "directory for the cluster's data, logs and nodes.json")
-	basePort := fs.Int("base-port", 7379, "first client port; peers listen 10000 above")
-	replicas := fs.Int("replicas", 3, "replicas in the group")
+	basePort := fs.Int("base-port", 7379, "first client port (groups' nodes first, then the controller's); peers listen 10000 above")
+	groups := fs.Int("groups", 3, "replica groups")
+	replicas := fs.Int("replicas", 3, "replicas per group")
+	controllers := fs.Int("controllers", 3, "shard controller replicas")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *replicas < 1 || *replicas > 9 {
-		return errors.New("--replicas must be between 1 and 9")
+	if *replicas < 1 || *replicas > 9 || *groups < 1 || *groups > 16 || *controllers < 1 || *controllers > 9 {
+		return errors.New("--groups must be 1-16, --replicas and --controllers 1-9")
 	}
-	if *basePort < 1 || *basePort+10000+*replicas > 65535 {
+	total := *groups**replicas + *controllers
+	if *basePort < 1 || *basePort+10000+total > 65535 {
 		return errors.New("--base-port must leave room for peer ports 10000 above it")
 	}
 	abs, err := filepath.Abs(*dir)
@@ -35,7 +38,7 @@ func runDemo(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(abs, 0o750); err != nil {
 		return err
 	}
-	c, err := demoCluster(abs, *basePort, *replicas)
+	c, err := demoCluster(abs, *basePort, *groups, *replicas, *controllers)
 	if err != nil {
 		return err
 	}
@@ -43,19 +46,26 @@ func runDemo(ctx context.Context, args []string) error {
 	if err := c.StartAll(); err != nil {
 		return err
 	}
-	fmt.Printf("started %d shoal server processes in %s\n", len(c.Specs), abs)
-	if _, err := c.WaitLeader(ctx, 30*time.Second); err != nil {
-		return fmt.Errorf("%w; see the node logs in %s", err, abs)
+	fmt.Printf("started %d processes in %s: a %d-replica shard controller and %d groups of %d replicas\n",
+		len(c.Specs), abs, *controllers, *groups, *replicas)
+	if err := c.JoinAll(ctx, 60*time.Second); err != nil {
+		return fmt.Errorf("%w; see the logs in %s", err, abs)
 	}
 	if err := showWorking(c); err != nil {
 		return err
 	}
 	fmt.Printf("\nnodes: %s\n", filepath.Join(abs, "nodes.json"))
 	for _, n := range c.Specs {
-		fmt.Printf("  node %d  %-8s pid %-7d client %s  log %s\n", n.ID, n.Role, n.PID, n.ClientAddr, n.Log)
+		role := n.Role
+		if n.Group != 0 {
+			role = fmt.Sprintf("group %d", n.Group)
+		}
+		fmt.Printf("  %-10s pid %-7d client %s  log %s\n", role, n.PID, n.ClientAddr, n.Log)
 	}
-	fmt.Printf("\nconnect with:  redis-cli -c -p %d\n", *basePort)
+	ctl := c.ControllerAddrs()[0]
+	fmt.Printf("\nconnect with:  redis-cli -c -p %d        (any node; plain clients are forwarded to the owner)\n", *basePort)
 	fmt.Printf("benchmark:     redis-benchmark -p %d -t set,get -n 100000 -c 50\n", *basePort)
+	fmt.Printf("operate:       go run ./cmd/shoal ctl --addr %s status   (also join, leave, move, split, merge, rebalance)\n", ctl)
 	fmt.Println("press Ctrl-C to stop the cluster (run the demo again on the same --dir to bring it back with its data)")
 	exited := make(chan uint64, len(c.Specs))
 	for _, s := range c.Specs {
@@ -74,14 +84,14 @@ func runDemo(ctx context.Context, args []string) error {
 			fmt.Println("\nstopping the cluster")
 			return nil
 		case id := <-exited:
-			fmt.Printf("node %d exited (see its log); the others keep serving\n", id)
+			fmt.Printf("process %d exited (see its log); the others keep serving\n", id)
 		}
 	}
 }
 
 // demoCluster describes the cluster: the previous one from nodes.json when the directory holds
 // one, so a second run brings the same cluster back with its data; a new one otherwise.
-func demoCluster(dir string, basePort, replicas int) (*harness.Cluster, error) {
+func demoCluster(dir string, basePort, groups, replicas, controllers int) (*harness.Cluster, error) {
 	exe, err := installBinary(dir)
 	if err != nil {
 		return nil, err
@@ -90,18 +100,17 @@ func demoCluster(dir string, basePort, replicas int) (*harness.Cluster, error) {
 		fmt.Printf("restarting the cluster recorded in %s\n", filepath.Join(dir, "nodes.json"))
 		return c, nil
 	}
-	ports := make([]int, replicas)
-	for i := range ports {
-		ports[i] = basePort + i
-		for _, p := range []int{ports[i], ports[i] + 10000} {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+	for p := basePort; p < basePort+groups*replicas+controllers; p++ {
+		for _, port := range []int{p, p + 10000} {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 			if err != nil {
-				return nil, fmt.Errorf("port %d is taken (%w); choose another --base-port", p, err)
+				return nil, fmt.Errorf("port %d is taken (%w); choose another --base-port", port, err)
 			}
 			l.Close()
 		}
 	}
-	return harness.NewGroup(harness.Options{Exe: exe, Dir: dir, Replicas: replicas, ClientPorts: ports})
+	return harness.NewCluster(harness.ClusterOptions{Exe: exe, Dir: dir, Groups: groups, Replicas: replicas,
+		Controllers: controllers, BasePort: basePort})
 }
 
 // installBinary copies the running executable into the demo directory: `go run` builds into a
@@ -138,26 +147,38 @@ func installBinary(dir string) (string, error) {
 	return dst, os.Rename(tmp, dst)
 }
 
-// showWorking writes through one node and reads the value back through every node.
+// showWorking writes through one node and reads the value back through every data node, some
+// of which forward to the group that owns the key.
 func showWorking(c *harness.Cluster) error {
-	first := c.Specs[0]
-	fmt.Printf("\nSET demo:greeting \"hello from shoal\" via node %d: ", first.ID)
+	var data []harness.NodeSpec
+	for _, s := range c.Specs {
+		if s.Group != 0 {
+			data = append(data, s)
+		}
+	}
+	first := data[0]
+	fmt.Printf("\nSET demo:greeting \"hello from shoal\" via group %d: ", first.Group)
 	v, err := harness.Call(first.ClientAddr, "SET", "demo:greeting", "hello from shoal")
 	if err != nil {
 		return err
 	}
 	fmt.Println(string(v.Str))
-	for _, n := range c.Specs {
+	for _, n := range data {
 		v, err := harness.Call(n.ClientAddr, "GET", "demo:greeting")
 		if err != nil {
 			return err
 		}
-		fmt.Printf("GET demo:greeting via node %d (%s): %q\n", n.ID, n.Role, v.Str)
+		fmt.Printf("GET demo:greeting via %s (group %d): %q\n", n.ClientAddr, n.Group, v.Str)
 	}
-	v, err = harness.Call(c.Specs[len(c.Specs)-1].ClientAddr, "INCR", "demo:runs")
+	v, err = harness.Call(data[len(data)-1].ClientAddr, "INCR", "demo:runs")
 	if err != nil {
 		return err
 	}
 	fmt.Printf("INCR demo:runs: %d (counts demo runs on this data dir)\n", v.Int)
+	v, err = harness.Call(first.ClientAddr, "CLUSTER", "NODES")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nCLUSTER NODES:\n%s", v.Str)
 	return nil
 }

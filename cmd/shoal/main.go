@@ -36,6 +36,10 @@ func main() {
 		err = runServer(ctx, os.Args[2:])
 	case "demo":
 		err = runDemo(ctx, os.Args[2:])
+	case "controller":
+		err = runController(ctx, os.Args[2:])
+	case "ctl":
+		err = runCtl(ctx, os.Args[2:])
 	case "version":
 		fmt.Println("shoal 0.1.0")
 	case "-h", "--help", "help":

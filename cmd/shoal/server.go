@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/shoal-kv/shoal/internal/node"
@@ -20,6 +21,8 @@ func runServer(ctx context.Context, args []string) error {
 	tick := fs.Duration("tick", 100*time.Millisecond, "raft tick; the election timeout is 10 ticks")
 	snapEntries := fs.Uint64("snapshot-entries", 20000, "applied entries between snapshots")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	ctl := fs.String("controller", "", "shard controller client addresses (comma-separated); empty: standalone group serving every slot")
+	rate := fs.Int64("migrate-rate", 0, "cap on bytes per second pulled during shard hand-offs (0: unlimited)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -38,6 +41,7 @@ func runServer(ctx context.Context, args []string) error {
 	n, err := node.Start(ctx, node.Config{
 		ID: *id, GroupID: *groupID, Dir: *dir, Members: members,
 		TickInterval: *tick, SnapshotEntries: *snapEntries, Logger: logger,
+		Controller: splitList(*ctl), NewController: node.ControllerClient, MigrateRate: *rate,
 	})
 	if err != nil {
 		return err
@@ -46,4 +50,15 @@ func runServer(ctx context.Context, args []string) error {
 	<-ctx.Done()
 	logger.Info("shutting down")
 	return n.Close()
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for p := range strings.SplitSeq(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

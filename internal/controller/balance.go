@@ -158,8 +158,8 @@ func applyMove(cur Config, r keyspace.Range, gid uint64) (Config, error) {
 		return Config{}, fmt.Errorf("%w %d", ErrUnknownGroup, gid)
 	}
 	c := cur.Clone()
-	c.cutAt(r.Lo)
-	c.cutAt(r.Hi)
+	cutAt(&c, r.Lo)
+	cutAt(&c, r.Hi)
 	for i := range c.Shards {
 		if r.Lo <= c.Shards[i].Range.Lo && c.Shards[i].Range.Hi <= r.Hi {
 			c.Shards[i].Group = gid
@@ -179,7 +179,7 @@ func applySplit(cur Config, r keyspace.Range, at uint16) (Config, error) {
 		return Config{}, fmt.Errorf("%w: %d is not strictly inside %v", ErrBadSplit, at, r)
 	}
 	c := cur.Clone()
-	c.splitShard(i, at)
+	splitShard(&c, i, at)
 	return c, nil
 }
 

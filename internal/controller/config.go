@@ -70,7 +70,7 @@ func InitialConfig() Config {
 }
 
 // Owner returns the group owning slot (0 when unassigned or out of range).
-func (c *Config) Owner(slot uint16) uint64 {
+func (c Config) Owner(slot uint16) uint64 {
 	i := c.shardIndex(slot)
 	if i < 0 {
 		return 0
@@ -79,7 +79,7 @@ func (c *Config) Owner(slot uint16) uint64 {
 }
 
 // shardIndex returns the index of the shard holding slot, or -1.
-func (c *Config) shardIndex(slot uint16) int {
+func (c Config) shardIndex(slot uint16) int {
 	i := sort.Search(len(c.Shards), func(k int) bool { return c.Shards[k].Range.Hi > slot })
 	if i < len(c.Shards) && c.Shards[i].Range.Contains(slot) {
 		return i
@@ -88,7 +88,7 @@ func (c *Config) shardIndex(slot uint16) int {
 }
 
 // exactShard returns the index of the shard whose range is exactly r, or -1.
-func (c *Config) exactShard(r keyspace.Range) int {
+func (c Config) exactShard(r keyspace.Range) int {
 	if r.Empty() {
 		return -1
 	}
@@ -110,7 +110,7 @@ func (c Config) Clone() Config {
 
 // GroupIDs returns the ids of the configuration's groups in increasing order. Every decision the
 // controller makes walks groups in this order, never in map order, so that it is deterministic.
-func (c *Config) GroupIDs() []uint64 {
+func (c Config) GroupIDs() []uint64 {
 	ids := make([]uint64, 0, len(c.Groups))
 	for id := range c.Groups {
 		ids = append(ids, id)
@@ -120,7 +120,7 @@ func (c *Config) GroupIDs() []uint64 {
 }
 
 // SlotsByGroup returns how many slots each group owns (groups owning none included, with 0).
-func (c *Config) SlotsByGroup() map[uint64]int {
+func (c Config) SlotsByGroup() map[uint64]int {
 	out := make(map[uint64]int, len(c.Groups))
 	for id := range c.Groups {
 		out[id] = 0
@@ -134,7 +134,7 @@ func (c *Config) SlotsByGroup() map[uint64]int {
 }
 
 // MaxShardLen returns the size in slots of the largest shard.
-func (c *Config) MaxShardLen() int {
+func (c Config) MaxShardLen() int {
 	m := 0
 	for _, s := range c.Shards {
 		m = max(m, s.Range.Len())
@@ -143,7 +143,7 @@ func (c *Config) MaxShardLen() int {
 }
 
 // Validate checks the invariants documented on Config.
-func (c *Config) Validate() error {
+func (c Config) Validate() error {
 	for id, g := range c.Groups {
 		if err := validateGroup(g); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -212,18 +212,18 @@ func sameLayout(a, b *Config) bool {
 }
 
 // splitShard cuts shard i at slot at (strictly inside it); both halves keep the owner.
-func (c *Config) splitShard(i int, at uint16) {
+func splitShard(c *Config, i int, at uint16) {
 	s := c.Shards[i]
 	lo, hi := s.Range.Split(at)
 	c.Shards = slices.Replace(c.Shards, i, i+1, Shard{Range: lo, Group: s.Group}, Shard{Range: hi, Group: s.Group})
 }
 
 // cutAt makes slot at a shard boundary, splitting the shard that holds it if needed.
-func (c *Config) cutAt(at uint16) {
+func cutAt(c *Config, at uint16) {
 	if at == 0 || at >= keyspace.NumSlots {
 		return
 	}
 	if i := c.shardIndex(at); i >= 0 && c.Shards[i].Range.Lo != at {
-		c.splitShard(i, at)
+		splitShard(c, i, at)
 	}
 }

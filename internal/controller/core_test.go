@@ -44,12 +44,20 @@ func checkBalanced(t *testing.T, c Config, live map[uint64]bool) {
 	}
 }
 
-// movedSlots counts the slots whose owner differs between two configurations.
+// movedSlots counts the slots whose owner differs between two configurations, walking both
+// shard lists together.
 func movedSlots(a, b Config) int {
-	n := 0
-	for s := range keyspace.NumSlots {
-		if a.Owner(uint16(s)) != b.Owner(uint16(s)) {
-			n++
+	n, i, j := 0, 0, 0
+	for i < len(a.Shards) && j < len(b.Shards) {
+		x, y := a.Shards[i], b.Shards[j]
+		if x.Group != y.Group {
+			n += x.Range.Intersect(y.Range).Len()
+		}
+		if x.Range.Hi <= y.Range.Hi {
+			i++
+		}
+		if y.Range.Hi <= x.Range.Hi {
+			j++
 		}
 	}
 	return n
@@ -379,5 +387,71 @@ func TestStateSnapshotRoundTrip(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"configs":[]}`), r); err == nil {
 		t.Fatal("empty snapshot accepted")
+	}
+}
+
+// TestMixedOperationsProperties interleaves Join, Leave, Move, Split and Merge at random: every
+// configuration stays valid, Join and Leave always restore the slot balance, and replaying the
+// operations reproduces the history exactly.
+func TestMixedOperationsProperties(t *testing.T) {
+	for seed := range uint64(20) {
+		run := func() *State {
+			rng := rand.New(rand.NewPCG(seed, 7))
+			s := NewState()
+			live := map[uint64]bool{}
+			for range 80 {
+				c := s.Latest()
+				sh := c.Shards[rng.IntN(len(c.Shards))]
+				var err error
+				switch k := rng.IntN(6); {
+				case k <= 1 || len(live) == 0:
+					gid := uint64(rng.IntN(10) + 1)
+					_, err = s.Join(gid, nodes(gid))
+					live[gid] = true
+				case k == 2 && len(live) > 1:
+					ids := c.GroupIDs()
+					gid := ids[rng.IntN(len(ids))]
+					_, err = s.Leave(gid)
+					delete(live, gid)
+				case k == 3:
+					ids := c.GroupIDs()
+					lo := uint16(rng.IntN(keyspace.NumSlots - 1))
+					hi := lo + 1 + uint16(rng.IntN(min(700, keyspace.NumSlots-int(lo))))
+					_, err = s.Move(rg(lo, hi), ids[rng.IntN(len(ids))])
+				case k == 4 && sh.Range.Len() > 1:
+					_, err = s.Split(sh.Range, sh.Range.Lo+1+uint16(rng.IntN(sh.Range.Len()-1)))
+				case k == 5:
+					i := c.shardIndex(sh.Range.Lo)
+					if i+1 < len(c.Shards) && c.Shards[i+1].Group == sh.Group {
+						_, err = s.Merge(sh.Range, c.Shards[i+1].Range)
+					}
+				default:
+					continue
+				}
+				if err != nil {
+					t.Fatalf("seed %d: %v", seed, err)
+				}
+				if err := s.Latest().Validate(); err != nil {
+					t.Fatalf("seed %d: %v", seed, err)
+				}
+			}
+			return s
+		}
+		a, b := run(), run()
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("seed %d: histories differ", seed)
+		}
+		// Check balance right after every Join and Leave in the history: those configurations
+		// differ from their predecessor in their group set.
+		for n := int64(1); n <= int64(a.Latest().Num); n++ {
+			prev, cur := a.Query(n-1), a.Query(n)
+			if len(prev.Groups) != len(cur.Groups) {
+				live := map[uint64]bool{}
+				for _, id := range cur.GroupIDs() {
+					live[id] = true
+				}
+				checkBalanced(t, cur, live)
+			}
+		}
 	}
 }

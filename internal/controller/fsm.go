@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 
 	"github.com/shoal-kv/shoal/internal/keyspace"
@@ -53,6 +52,7 @@ type Session struct {
 // Session) is safe.
 type OpError struct{ Msg string }
 
+// Error returns the controller's reason for refusing the operation.
 func (e *OpError) Error() string { return e.Msg }
 
 // result is the outcome of an applied operation.
@@ -290,5 +290,3 @@ func statusOf(st *State) Status {
 	}
 	return out
 }
-
-var _ = slices.Clone[[]int]

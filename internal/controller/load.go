@@ -176,7 +176,7 @@ func rebalanceLoad(cur Config, reports []storedReport) Config {
 			return trial
 		}
 		at := splitPoint(base.Shards[i].Range, loads[i])
-		base.splitShard(i, at)
+		splitShard(&base, i, at)
 		lo, hi := base.Shards[i].Range.Len(), base.Shards[i+1].Range.Len()
 		l := loads[i]
 		frac := func(n int) float64 { return float64(n) / float64(lo+hi) }

@@ -120,18 +120,28 @@ func TestRebalanceReachesRatio(t *testing.T) {
 	}
 }
 
-func TestRebalanceNewEmptyGroupGetsLoad(t *testing.T) {
+func TestRebalanceAfterMembershipChanges(t *testing.T) {
 	s := twoGroups(t)
 	reportAll(t, s, func(keyspace.Range) float64 { return 50 })
 	s.Join(3, nodes(3))
-	s.Leave(1) // group 1's report goes; group 2's remains and reports slots now owned by 3 too
-	reportAll(t, s, func(keyspace.Range) float64 { return 50 })
-	if b, l := loadRatio(s); b > LoadRatio*l {
-		c, _ := s.Rebalance()
-		t.Logf("rebalanced to %d", c.Num)
-		if b, l := loadRatio(s); b > LoadRatio*l {
-			t.Fatalf("not balanced: %v %v", b, l)
+	s.Join(4, nodes(4))
+	s.Leave(1) // group 1's report goes with it
+	// Group 3's shards are four times as busy as the others.
+	c := s.Latest()
+	reportAll(t, s, func(r keyspace.Range) float64 {
+		if c.Owner(r.Lo) == 3 {
+			return 200
 		}
+		return 50
+	})
+	if b, l := loadRatio(s); b <= LoadRatio*l {
+		t.Fatalf("setup is balanced: %v %v", b, l)
+	}
+	if _, err := s.Rebalance(); err != nil {
+		t.Fatal(err)
+	}
+	if b, l := loadRatio(s); b > LoadRatio*l {
+		t.Fatalf("not balanced: %v %v", b, l)
 	}
 }
 

@@ -63,7 +63,8 @@ func (cs *clusterState) done() bool {
 // checkKeys verifies that this group serves the slots of every key now. Caller holds g.own.
 func (g *Group) checkKeys(keys [][]byte) error {
 	for _, k := range keys {
-		switch g.cs.slots[keyspace.Slot(k)] {
+		slot := keyspace.Slot(k)
+		switch g.cs.slots[slot] {
 		case slotServing, slotCleaning:
 		case slotPulling:
 			return ErrMoving
@@ -387,4 +388,25 @@ func (g *Group) Serves(slot uint16) bool {
 	g.own.RLock()
 	defer g.own.RUnlock()
 	return g.cs.slots[slot].serves()
+}
+
+// countReads adds the keys of a served read to the per-slot load counters.
+func (g *Group) countReads(keys [][]byte) {
+	for _, k := range keys {
+		g.ops[keyspace.Slot(k)].Add(1)
+	}
+}
+
+// RangeOps returns the requests counted so far on the slots of r.
+func (g *Group) RangeOps(r keyspace.Range) uint64 {
+	var n uint64
+	for s := int(r.Lo); s < int(r.Hi); s++ {
+		n += g.ops[s].Load()
+	}
+	return n
+}
+
+// RangeLoad returns the requests counted so far and the pairs stored for the slots of r.
+func (g *Group) RangeLoad(r keyspace.Range) (ops uint64, keys int64) {
+	return g.RangeOps(r), int64(g.tab.RangeLen(r))
 }

@@ -89,6 +89,10 @@ type Group struct {
 	cs  clusterState
 
 	applyCmd command // scratch, reused by the single apply goroutine
+
+	// ops counts requests per slot (writes as applied, reads as served here), the load the
+	// leader reports to the controller for load-based balancing.
+	ops [keyspace.NumSlots]atomic.Uint64
 }
 
 // New creates the group state machine over a table. Bind a Replicator before serving.
@@ -225,6 +229,9 @@ func (g *Group) executeOwned(c *command) result {
 		}
 	} else if err := g.checkKeys(keys); err != nil {
 		return result{err: err}
+	}
+	if len(c.args) > 0 {
+		g.ops[keyspace.Slot(c.args[0])].Add(1)
 	}
 	return g.execute(c)
 }

@@ -28,6 +28,7 @@ func (g *Group) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 	if err := g.checkKeys([][]byte{key}); err != nil {
 		return nil, false, err
 	}
+	g.ops[keyspace.Slot(key)].Add(1)
 	v, ok := g.tab.Get(key, nil)
 	return v, ok, nil
 }
@@ -42,6 +43,7 @@ func (g *Group) MGet(ctx context.Context, keys [][]byte) ([][]byte, []bool, erro
 	if err := g.checkKeys(keys); err != nil {
 		return nil, nil, err
 	}
+	g.countReads(keys)
 	vals := make([][]byte, len(keys))
 	found := make([]bool, len(keys))
 	for i, k := range keys {

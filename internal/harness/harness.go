@@ -26,6 +26,7 @@ import (
 type NodeSpec struct {
 	ID         uint64   `json:"id"`
 	Group      uint64   `json:"group"`
+	RaftID     uint64   `json:"raft_id,omitempty"` // id within its group, when it differs from ID
 	Role       string   `json:"role"`
 	PID        int      `json:"pid"`
 	ClientAddr string   `json:"client_addr"`

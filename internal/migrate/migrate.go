@@ -27,6 +27,12 @@ type Group interface {
 	ProposeConfig(ctx context.Context, cfg *controller.Config) (bool, error)
 	Install(ctx context.Context, num uint64, data []byte) (int64, error)
 	MarkCleaned(ctx context.Context, num uint64, r keyspace.Range) error
+	RangeLoad(r keyspace.Range) (ops uint64, keys int64)
+}
+
+// Reporter receives load reports (the controller, when it supports them).
+type Reporter interface {
+	Report(ctx context.Context, r controller.Report) error
 }
 
 // Controller answers configuration queries (num -1 = latest).
@@ -140,7 +146,8 @@ func b2i(b bool) int {
 func (d *Driver) Run(ctx context.Context) {
 	t := time.NewTicker(d.cfg.Interval)
 	defer t.Stop()
-	var lastLearn time.Time
+	var lastLearn, lastReport time.Time
+	lastOps := map[keyspace.Range]uint64{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -158,6 +165,12 @@ func (d *Driver) Run(ctx context.Context) {
 		}
 		if !d.cfg.IsLeader() {
 			continue
+		}
+		if rep, ok := d.cfg.Controller.(Reporter); ok && time.Since(lastReport) >= 2*time.Second {
+			if !lastReport.IsZero() {
+				d.report(ctx, rep, time.Since(lastReport), lastOps)
+			}
+			lastReport = time.Now()
 		}
 		if err := d.step(ctx); err != nil && ctx.Err() == nil {
 			d.log.Debug("migration step", "err", err)
@@ -314,4 +327,41 @@ func (d *Driver) clean(ctx context.Context, num uint64, prev *controller.Config,
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	return d.cfg.Group.MarkCleaned(cctx, num, src.r)
+}
+
+// report sends the controller each owned shard's request rate since the last report and its
+// pair count, for load-based rebalancing.
+func (d *Driver) report(ctx context.Context, rep Reporter, elapsed time.Duration, lastOps map[keyspace.Range]uint64) {
+	ms := d.cfg.Group.Migration()
+	if ms.Config == nil {
+		return
+	}
+	r := controller.Report{Group: d.cfg.GroupID}
+	seen := map[keyspace.Range]bool{}
+	for _, sh := range ms.Config.Shards {
+		if sh.Group != d.cfg.GroupID {
+			continue
+		}
+		ops, keys := d.cfg.Group.RangeLoad(sh.Range)
+		prev, known := lastOps[sh.Range]
+		lastOps[sh.Range] = ops
+		seen[sh.Range] = true
+		if !known || ops < prev {
+			continue // first sight of this shard: no rate yet
+		}
+		r.Shards = append(r.Shards, controller.ShardLoad{Range: sh.Range, OpsPerSec: float64(ops-prev) / elapsed.Seconds(), Keys: keys})
+	}
+	for k := range lastOps {
+		if !seen[k] {
+			delete(lastOps, k)
+		}
+	}
+	if len(r.Shards) == 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := rep.Report(rctx, r); err != nil {
+		d.log.Debug("load report", "err", err)
+	}
 }

@@ -324,3 +324,17 @@ func FormatMembers(m map[uint64]Member) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+// ctlClient adapts the controller client to what the migration driver consumes.
+type ctlClient struct{ *controller.Client }
+
+func (c ctlClient) Query(ctx context.Context, num int64) (*controller.Config, error) {
+	cfg, err := c.Client.Query(ctx, num)
+	if err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// ControllerClient connects to the shard controller at addrs.
+func ControllerClient(addrs []string) migrate.Controller { return ctlClient{controller.NewClient(addrs)} }

@@ -18,8 +18,8 @@ type infoSection struct {
 	inDefault bool
 }
 
-// infoSections lists the sections in output order. replication, raft, keyspace and memory
-// come from the Backend; the others the server produces itself.
+// infoSections lists the sections in output order. replication, raft, migration, keyspace and
+// memory come from the Backend; the others the server produces itself.
 var infoSections = []infoSection{
 	{"server", "Server", true},
 	{"clients", "Clients", true},
@@ -27,6 +27,7 @@ var infoSections = []infoSection{
 	{"replication", "Replication", true},
 	{"raft", "Raft", true},
 	{"cluster", "Cluster", true},
+	{"migration", "Migration", true},
 	{"keyspace", "Keyspace", true},
 }
 
@@ -102,6 +103,7 @@ func (c *conn) infoBody(section string) string {
 		kv("blocked_clients", "0")
 	case "cluster":
 		kv("cluster_enabled", "1")
+		b.WriteString(crlfLines(s.backend.Info(section)))
 	case "keyspace":
 		body := s.backend.Info(section)
 		if body == "" {

@@ -135,9 +135,9 @@ func TestModel(t *testing.T) {
 		ops, space, maxVal   int
 		set, del, app, casOp int // weights; the rest are gets
 	}{
-		{20000, 20000, 40, 70, 0, 5, 5},   // growth
-		{30000, 5000, 90, 60, 5, 10, 10},  // overwrite-heavy, sizes changing
-		{20000, 20000, 10, 10, 60, 5, 5},  // deletes, indexes shrink
+		{20000, 20000, 40, 70, 0, 5, 5},    // growth
+		{30000, 5000, 90, 60, 5, 10, 10},   // overwrite-heavy, sizes changing
+		{20000, 20000, 10, 10, 60, 5, 5},   // deletes, indexes shrink
 		{20000, 30000, 200, 50, 20, 10, 5}, // mixed, long values
 	}
 	for pi, ph := range phases {

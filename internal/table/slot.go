@@ -13,7 +13,7 @@ const (
 	pageShift = 12
 	maxPage   = 1 << pageShift // size of a full arena page
 	pageMask  = maxPage - 1
-	minPage   = 256            // first page of a slot; pages double up to maxPage
+	minPage   = 256 // first page of a slot; pages double up to maxPage
 	maxPages  = 1 << (32 - pageShift)
 	// Records longer than largeRecord get a page of their own (address offset 0) so that no
 	// small page wastes more than a quarter of its bytes on a record that does not fit.

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/shoal-kv/shoal/internal/controller"
+	"github.com/shoal-kv/shoal/internal/keyspace"
+)
+
+const ctlUsage = `usage: shoal ctl --addr host:port[,host:port...] <command> [args]
+
+commands:
+  join GID ID=ADDR[,ID=ADDR...]   add a replica group (or replace its node list)
+  leave GID                       remove a group; its shards go to the others
+  move LO HI GID                  give the slots [LO,HI) to a group
+  split LO HI AT                  cut the shard [LO,HI) at slot AT
+  merge LO1 HI1 LO2 HI2           join two adjacent shards of one group
+  rebalance                       spread load now (split hot shards, move shards)
+  auto on|off                     automatic load rebalancing on the controller leader
+  report JSON                     send a load report (as groups do)
+  query [NUM]                     show configuration NUM (default: the latest)
+  status                          show the latest configuration with shard loads
+`
+
+// runCtl is the controller's command-line client.
+func runCtl(ctx context.Context, args []string) error {
+	return ctl(ctx, args, os.Stdout)
+}
+
+func ctl(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("ctl", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), ctlUsage); fs.PrintDefaults() }
+	addr := fs.String("addr", "127.0.0.1:7400", "controller replicas' client addresses, comma-separated")
+	timeout := fs.Duration("timeout", 15*time.Second, "give up after this long (retries included)")
+	asJSON := fs.Bool("json", false, "print query and status replies as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fs.Usage()
+		return errors.New("no command given")
+	}
+	var addrs []string
+	for a := range strings.SplitSeq(*addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	cl := controller.NewClient(addrs)
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	cmd, a := strings.ToLower(rest[0]), rest[1:]
+	nums, err := parseNums(cmd, a)
+	if err != nil {
+		return err
+	}
+	var num uint64
+	switch cmd {
+	case "join":
+		nodes, err := controller.ParseNodes(strings.Join(a[1:], ","))
+		if err != nil {
+			return err
+		}
+		num, err = cl.Join(ctx, nums[0], nodes)
+		return printNum(out, num, err)
+	case "leave":
+		num, err = cl.Leave(ctx, nums[0])
+		return printNum(out, num, err)
+	case "move":
+		num, err = cl.Move(ctx, rng(nums[0], nums[1]), nums[2])
+		return printNum(out, num, err)
+	case "split":
+		num, err = cl.Split(ctx, rng(nums[0], nums[1]), uint16(nums[2]))
+		return printNum(out, num, err)
+	case "merge":
+		num, err = cl.Merge(ctx, rng(nums[0], nums[1]), rng(nums[2], nums[3]))
+		return printNum(out, num, err)
+	case "rebalance":
+		num, err = cl.Rebalance(ctx)
+		return printNum(out, num, err)
+	case "auto":
+		if len(a) != 1 || (a[0] != "on" && a[0] != "off") {
+			return errors.New("usage: shoal ctl auto on|off")
+		}
+		if err := cl.SetAuto(ctx, a[0] == "on"); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "automatic rebalancing %s\n", a[0])
+		return nil
+	case "report":
+		if len(a) != 1 {
+			return errors.New("usage: shoal ctl report JSON")
+		}
+		var r controller.Report
+		if err := json.Unmarshal([]byte(a[0]), &r); err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		if err := cl.Report(ctx, r); err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "OK")
+		return nil
+	case "query":
+		n := int64(-1)
+		if len(a) == 1 {
+			if n, err = strconv.ParseInt(a[0], 10, 64); err != nil {
+				return fmt.Errorf("query: configuration number %q: %w", a[0], err)
+			}
+		} else if len(a) > 1 {
+			return errors.New("usage: shoal ctl query [NUM]")
+		}
+		c, err := cl.Query(ctx, n)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(out, c)
+		}
+		printConfig(out, c, nil)
+		return nil
+	case "status":
+		st, err := cl.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(out, st)
+		}
+		fmt.Fprintf(out, "controller replica %d (%s), leader %d, term %d, auto rebalance %s\n",
+			st.Node.ID, st.Node.State, st.Node.Leader, st.Node.Term, onOff(st.Auto))
+		printConfig(out, st.Config, st.Shards)
+		return nil
+	}
+	fs.Usage()
+	return fmt.Errorf("unknown command %q", rest[0])
+}
+
+// parseNums checks a command's argument count and parses its numeric arguments.
+func parseNums(cmd string, a []string) ([]uint64, error) {
+	want := map[string]struct {
+		n     int // numeric arguments
+		usage string
+	}{
+		"join":  {1, "join GID ID=ADDR[,ID=ADDR...]"},
+		"leave": {1, "leave GID"},
+		"move":  {3, "move LO HI GID"},
+		"split": {3, "split LO HI AT"},
+		"merge": {4, "merge LO1 HI1 LO2 HI2"},
+	}
+	w, ok := want[cmd]
+	if !ok {
+		return nil, nil
+	}
+	if len(a) < w.n || (cmd != "join" && len(a) != w.n) || (cmd == "join" && len(a) < 2) {
+		return nil, fmt.Errorf("usage: shoal ctl %s", w.usage)
+	}
+	out := make([]uint64, w.n)
+	for i := range w.n {
+		v, err := strconv.ParseUint(a[i], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not a non-negative integer (usage: shoal ctl %s)", cmd, a[i], w.usage)
+		}
+		if cmd != "join" && cmd != "leave" && !(cmd == "move" && i == 2) && v > keyspace.NumSlots {
+			return nil, fmt.Errorf("%s: slot %d is past %d", cmd, v, keyspace.NumSlots)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+func rng(lo, hi uint64) keyspace.Range { return keyspace.Range{Lo: uint16(lo), Hi: uint16(hi)} }
+
+func printNum(out io.Writer, num uint64, err error) error {
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "configuration %d\n", num)
+	return nil
+}
+
+func printJSON(out io.Writer, v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// printConfig prints a configuration as a table of shards (with their loads when known) and a
+// list of groups.
+func printConfig(out io.Writer, c controller.Config, loads []controller.ShardStatus) {
+	fmt.Fprintf(out, "configuration %d: %d shards, %d groups\n\n", c.Num, len(c.Shards), len(c.Groups))
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	withLoad := false
+	for _, l := range loads {
+		withLoad = withLoad || l.Reported
+	}
+	if withLoad {
+		fmt.Fprintln(tw, "slots\tcount\tgroup\tkeys\tbytes\tops/s\t")
+	} else {
+		fmt.Fprintln(tw, "slots\tcount\tgroup\t")
+	}
+	for i, s := range c.Shards {
+		group := "-"
+		if s.Group != 0 {
+			group = strconv.FormatUint(s.Group, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t", s.Range, s.Range.Len(), group)
+		if withLoad {
+			if i < len(loads) && loads[i].Reported {
+				mark := ""
+				if !loads[i].Measured {
+					mark = "~" // estimated from a wider reported range
+				}
+				fmt.Fprintf(tw, "%s%.0f\t%s%.0f\t%s%.1f\t", mark, loads[i].Keys, mark, loads[i].Bytes, mark, loads[i].OpsPerSec)
+			} else {
+				fmt.Fprint(tw, "\t\t\t")
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	fmt.Fprintln(out)
+	slots := c.SlotsByGroup()
+	for _, id := range c.GroupIDs() {
+		fmt.Fprintf(out, "group %d: %d slots, nodes %s\n", id, slots[id], controller.FormatNodes(c.Groups[id].Nodes))
+	}
+}
