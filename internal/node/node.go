@@ -337,4 +337,6 @@ func (c ctlClient) Query(ctx context.Context, num int64) (*controller.Config, er
 }
 
 // ControllerClient connects to the shard controller at addrs.
-func ControllerClient(addrs []string) migrate.Controller { return ctlClient{controller.NewClient(addrs)} }
+func ControllerClient(addrs []string) migrate.Controller {
+	return ctlClient{controller.NewClient(addrs)}
+}
