@@ -6,8 +6,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/shoal-kv/shoal/internal/harness"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -43,6 +46,7 @@ func ctl(ctx context.Context, args []string, out io.Writer) error {
 	addr := fs.String("addr", "127.0.0.1:7400", "controller replicas' client addresses, comma-separated")
 	timeout := fs.Duration("timeout", 15*time.Second, "give up after this long (retries included)")
 	asJSON := fs.Bool("json", false, "print query and status replies as JSON")
+	wait := fs.Bool("wait", true, "after a change, show the hand-offs it causes until they are done")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,6 +63,7 @@ func ctl(ctx context.Context, args []string, out io.Writer) error {
 	}
 	cl := controller.NewClient(addrs)
 	defer cl.Close()
+	waitCtx := ctx // waiting for hand-offs is bounded only by the caller (Ctrl-C)
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
@@ -75,22 +80,22 @@ func ctl(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 		num, err = cl.Join(ctx, nums[0], nodes)
-		return printNum(out, num, err)
+		return settle(waitCtx, cl, out, num, err, *wait)
 	case "leave":
 		num, err = cl.Leave(ctx, nums[0])
-		return printNum(out, num, err)
+		return settle(waitCtx, cl, out, num, err, *wait)
 	case "move":
 		num, err = cl.Move(ctx, rng(nums[0], nums[1]), nums[2])
-		return printNum(out, num, err)
+		return settle(waitCtx, cl, out, num, err, *wait)
 	case "split":
 		num, err = cl.Split(ctx, rng(nums[0], nums[1]), uint16(nums[2]))
-		return printNum(out, num, err)
+		return settle(waitCtx, cl, out, num, err, *wait)
 	case "merge":
 		num, err = cl.Merge(ctx, rng(nums[0], nums[1]), rng(nums[2], nums[3]))
-		return printNum(out, num, err)
+		return settle(waitCtx, cl, out, num, err, *wait)
 	case "rebalance":
 		num, err = cl.Rebalance(ctx)
-		return printNum(out, num, err)
+		return settle(waitCtx, cl, out, num, err, *wait)
 	case "auto":
 		if len(a) != 1 || (a[0] != "on" && a[0] != "off") {
 			return errors.New("usage: shoal ctl auto on|off")
@@ -142,6 +147,7 @@ func ctl(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, "controller replica %d (%s), leader %d, term %d, auto rebalance %s\n",
 			st.Node.ID, st.Node.State, st.Node.Leader, st.Node.Term, onOff(st.Auto))
 		printConfig(out, st.Config, st.Shards)
+		printGroups(out, st.Config)
 		return nil
 	}
 	fs.Usage()
@@ -242,5 +248,110 @@ func printConfig(out io.Writer, c controller.Config, loads []controller.ShardSta
 	slots := c.SlotsByGroup()
 	for _, id := range c.GroupIDs() {
 		fmt.Fprintf(out, "group %d: %d slots, nodes %s\n", id, slots[id], controller.FormatNodes(c.Groups[id].Nodes))
+	}
+}
+
+// settle prints the configuration a change produced and, when wait is set, follows the
+// hand-offs it causes: once a second, each group's progress, until every group has applied the
+// configuration and finished moving data.
+func settle(ctx context.Context, cl *controller.Client, out io.Writer, num uint64, err error, wait bool) error {
+	if err := printNum(out, num, err); err != nil || !wait {
+		return err
+	}
+	cfg, err := cl.Query(ctx, int64(num))
+	if err != nil {
+		return err
+	}
+	prev, err := cl.Query(ctx, int64(num)-1)
+	if err != nil {
+		return err
+	}
+	// Groups that left in this configuration hand their data over too.
+	groups := maps.Clone(cfg.Groups)
+	for gid, g := range prev.Groups {
+		if _, ok := groups[gid]; !ok {
+			groups[gid] = g
+		}
+	}
+	for {
+		done := true
+		var lines []string
+		for _, gid := range slices.Sorted(maps.Keys(groups)) {
+			p := groupProgress(groups[gid])
+			if p.config < num || !p.done {
+				done = false
+			}
+			lines = append(lines, fmt.Sprintf("  group %d: %s", gid, p))
+		}
+		fmt.Fprintf(out, "%s configuration %d:\n%s\n", time.Now().Format("15:04:05"), num, strings.Join(lines, "\n"))
+		if done {
+			fmt.Fprintln(out, "all hand-offs done")
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// progress is one group's hand-off state as its nodes report it in INFO migration.
+type progress struct {
+	reachable                 bool
+	config                    uint64
+	done                      bool
+	pulling, cleaning, giving int
+	pairs, bytes              int64
+	rate                      float64
+	leader                    string
+}
+
+func (p progress) String() string {
+	if !p.reachable {
+		return "unreachable"
+	}
+	state := "done"
+	if !p.done {
+		state = fmt.Sprintf("moving: %d slots to receive, %d to release, %d to hand over", p.pulling, p.cleaning, p.giving)
+	}
+	return fmt.Sprintf("config %d, %s; received %d pairs, %d bytes (%.0f B/s); leader %s", p.config, state, p.pairs, p.bytes, p.rate, p.leader)
+}
+
+// groupProgress asks a group's nodes for INFO migration and raft. Movement counters live on the
+// leader that did the work, so the largest figures win.
+func groupProgress(g controller.Group) progress {
+	var p progress
+	p.leader = "?"
+	for _, n := range g.Nodes {
+		v, err := harness.Call(n.Addr, "INFO", "migration", "raft")
+		if err != nil {
+			continue
+		}
+		info := string(v.Str)
+		num := func(k string) int64 { x, _ := strconv.ParseInt(harness.InfoField(info, k), 10, 64); return x }
+		p.reachable = true
+		if c := uint64(num("migration_config")); c > p.config || (c == p.config && harness.InfoField(info, "migration_done") == "1") {
+			p.config = c
+			p.done = harness.InfoField(info, "migration_done") == "1"
+			p.pulling, p.cleaning, p.giving = int(num("migration_slots_pulling")), int(num("migration_slots_cleaning")), int(num("migration_slots_giving"))
+		}
+		p.pairs = max(p.pairs, num("migration_pairs_moved"))
+		p.bytes = max(p.bytes, num("migration_bytes_moved"))
+		if r, _ := strconv.ParseFloat(harness.InfoField(info, "migration_bytes_per_sec"), 64); r > p.rate {
+			p.rate = r
+		}
+		if harness.InfoField(info, "raft_state") == "StateLeader" {
+			p.leader = n.Addr
+		}
+	}
+	return p
+}
+
+// printGroups prints each group's leader and hand-off state, asked of the group's nodes.
+func printGroups(out io.Writer, c controller.Config) {
+	fmt.Fprintln(out)
+	for _, gid := range c.GroupIDs() {
+		fmt.Fprintf(out, "group %d: %s\n", gid, groupProgress(c.Groups[gid]))
 	}
 }

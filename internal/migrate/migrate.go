@@ -86,6 +86,7 @@ type Driver struct {
 	bytes      atomic.Int64
 	phaseStart atomic.Int64 // unix nanos when the current hand-off started moving data
 	phaseBytes atomic.Int64
+	lastMove   atomic.Int64 // unix nanos of the last chunk installed
 }
 
 // New creates a driver.
@@ -114,7 +115,11 @@ func (d *Driver) Progress() Progress {
 		p.Config = ms.Config.Num
 	}
 	if start := d.phaseStart.Load(); start != 0 {
-		if el := time.Since(time.Unix(0, start)).Seconds(); el > 0 {
+		end := time.Now()
+		if p.Done || p.SlotsPulling == 0 {
+			end = time.Unix(0, d.lastMove.Load()) // the rate of the finished transfer, not diluted by idle time
+		}
+		if el := end.Sub(time.Unix(0, start)).Seconds(); el > 0 {
 			p.BytesPerSec = float64(d.phaseBytes.Load()) / el
 		}
 	}
@@ -297,6 +302,7 @@ func (d *Driver) pull(ctx context.Context, num uint64, prev *controller.Config, 
 		d.pairs.Add(n)
 		d.bytes.Add(int64(len(data)))
 		d.phaseBytes.Add(int64(len(data)))
+		d.lastMove.Store(time.Now().UnixNano())
 		lo = uint16(v.Array[1].Int)
 		if err := d.throttle(ctx, len(data)); err != nil {
 			return err
