@@ -1,156 +1,15 @@
-package node
+package node_test
 
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net"
-	"os"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/shoal-kv/shoal/internal/controller"
-	"github.com/shoal-kv/shoal/internal/migrate"
+	"github.com/shoal-kv/shoal/internal/node/nodetest"
 )
-
-// memController is an in-memory stand-in for the replicated controller service: the same
-// deterministic State, behind a mutex.
-type memController struct {
-	mu sync.Mutex
-	st *controller.State
-}
-
-func (m *memController) Query(_ context.Context, num int64) (*controller.Config, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	c := m.st.Query(num)
-	return &c, nil
-}
-
-func (m *memController) do(t *testing.T, f func(st *controller.State) (controller.Config, error)) controller.Config {
-	t.Helper()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	c, err := f(m.st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-type testGroup struct {
-	gid   uint64
-	dir   string
-	mem   map[uint64]Member
-	nodes map[uint64]*Node
-}
-
-type testCluster struct {
-	t      *testing.T
-	ctrl   *memController
-	groups map[uint64]*testGroup
-}
-
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func newTestCluster(t *testing.T, groups, replicas int) *testCluster {
-	c := &testCluster{t: t, ctrl: &memController{st: controller.NewState()}, groups: map[uint64]*testGroup{}}
-	for g := 1; g <= groups; g++ {
-		tg := &testGroup{gid: uint64(g), dir: t.TempDir(), mem: map[uint64]Member{}, nodes: map[uint64]*Node{}}
-		for id := 1; id <= replicas; id++ {
-			tg.mem[uint64(id)] = Member{ClientAddr: freePort(t), PeerAddr: freePort(t)}
-		}
-		c.groups[tg.gid] = tg
-		for id := range tg.mem {
-			c.start(tg.gid, id)
-		}
-	}
-	t.Cleanup(func() {
-		for _, g := range c.groups {
-			for _, n := range g.nodes {
-				n.Close()
-			}
-		}
-	})
-	return c
-}
-
-func (c *testCluster) start(gid, id uint64) {
-	g := c.groups[gid]
-	lvl := slog.LevelWarn
-	if os.Getenv("SHOAL_TEST_DEBUG") != "" {
-		lvl = slog.LevelDebug
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})).With("g", gid, "n", id)
-	n, err := Start(context.Background(), Config{
-		ID: id, GroupID: gid, Dir: filepath.Join(g.dir, fmt.Sprint(id)), Members: g.mem,
-		TickInterval: 20 * time.Millisecond, SnapshotEntries: 300, Controller: []string{"mem"},
-		NewController: func([]string) migrate.Controller { return c.ctrl }, Logger: logger,
-	})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	g.nodes[id] = n
-}
-
-func (c *testCluster) join(gid uint64) controller.Config {
-	g := c.groups[gid]
-	var nodes []controller.Node
-	for id := uint64(1); id <= uint64(len(g.mem)); id++ {
-		nodes = append(nodes, controller.Node{ID: id, Addr: g.mem[id].ClientAddr})
-	}
-	return c.ctrl.do(c.t, func(st *controller.State) (controller.Config, error) { return st.Join(gid, nodes) })
-}
-
-func (c *testCluster) leave(gid uint64) controller.Config {
-	return c.ctrl.do(c.t, func(st *controller.State) (controller.Config, error) { return st.Leave(gid) })
-}
-
-// waitSettled waits until every running node's group has applied configuration num and
-// finished its hand-offs.
-func (c *testCluster) waitSettled(num uint64) {
-	c.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		ok := true
-		for _, g := range c.groups {
-			for _, n := range g.nodes {
-				ms := n.Group().Migration()
-				if ms.Config == nil || ms.Config.Num < num || !ms.Done {
-					ok = false
-				}
-			}
-		}
-		if ok {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	c.t.Fatalf("cluster did not settle on configuration %d", num)
-}
-
-func (c *testCluster) addrs() []string {
-	var out []string
-	for _, g := range c.groups {
-		for id := uint64(1); id <= uint64(len(g.mem)); id++ {
-			if g.nodes[id] != nil {
-				out = append(out, g.mem[id].ClientAddr)
-			}
-		}
-	}
-	return out
-}
 
 func plain(addr string) *redis.Client {
 	return redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, MaxRetries: 5, ContextTimeoutEnabled: true,
@@ -161,12 +20,12 @@ func plain(addr string) *redis.Client {
 // moves every shard around with joins and leaves, and checks that every pair survives, that
 // given-away shards are deleted, and that go-redis's ClusterClient works throughout.
 func TestJoinLeaveMovesDataAndForwards(t *testing.T) {
-	c := newTestCluster(t, 3, 3)
+	c := nodetest.NewCluster(t, 3, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	cfg := c.join(1)
-	c.waitSettled(cfg.Num)
-	addrs := c.addrs()
+	cfg := c.Join(1)
+	c.WaitSettled(cfg.Num)
+	addrs := c.Addrs()
 	want := map[string]string{}
 	put := func(prefix string, n int) {
 		for i := range n {
@@ -193,16 +52,16 @@ func TestJoinLeaveMovesDataAndForwards(t *testing.T) {
 		}
 	}
 	put("a", 300)
-	cfg = c.join(2)
+	cfg = c.Join(2)
 	put("b", 100) // writes while shards move
-	cfg = c.join(3)
-	c.waitSettled(cfg.Num)
+	cfg = c.Join(3)
+	c.WaitSettled(cfg.Num)
 	check()
 	// Every group holds about a third of the keys, and no group keeps copies of what it gave
 	// away.
 	total := 0
-	for gid, g := range c.groups {
-		n := g.nodes[1].Group().Table().Len()
+	for gid, g := range c.Groups {
+		n := g.Nodes[1].Group().Table().Len()
 		if n == 0 || n == len(want) {
 			t.Fatalf("group %d holds %d of %d keys after rebalancing", gid, n, len(want))
 		}
@@ -218,10 +77,10 @@ func TestJoinLeaveMovesDataAndForwards(t *testing.T) {
 			t.Fatalf("cluster client: %s = %q, %v", k, got, err)
 		}
 	}
-	cfg = c.leave(1)
+	cfg = c.Leave(1)
 	put("c", 100)
-	c.waitSettled(cfg.Num)
-	if n := c.groups[1].nodes[1].Group().Table().Len(); n != 0 {
+	c.WaitSettled(cfg.Num)
+	if n := c.Groups[1].Nodes[1].Group().Table().Len(); n != 0 {
 		t.Fatalf("group 1 left but still holds %d pairs", n)
 	}
 	check()

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"context"
@@ -16,68 +16,26 @@ import (
 	"github.com/shoal-kv/shoal/internal/controller"
 	"github.com/shoal-kv/shoal/internal/keyspace"
 	"github.com/shoal-kv/shoal/internal/linearize"
+	"github.com/shoal-kv/shoal/internal/node/nodetest"
 )
-
-func (c *testCluster) stop(gid, id uint64) {
-	if n := c.groups[gid].nodes[id]; n != nil {
-		n.Close()
-		delete(c.groups[gid].nodes, id)
-	}
-}
-
-func (c *testCluster) stopGroup(gid uint64) {
-	for id := range c.groups[gid].mem {
-		c.stop(gid, id)
-	}
-}
-
-func (c *testCluster) startGroup(gid uint64) {
-	for id := range c.groups[gid].mem {
-		c.start(gid, id)
-	}
-}
-
-// groupAddrs returns the client addresses of one group's running nodes.
-func (c *testCluster) groupAddrs(gid uint64) []string {
-	var out []string
-	for id, n := range c.groups[gid].nodes {
-		if n != nil {
-			out = append(out, c.groups[gid].mem[id].ClientAddr)
-		}
-	}
-	return out
-}
-
-// keysOwnedBy returns n keys whose slots group gid owns in the controller's latest config.
-func (c *testCluster) keysOwnedBy(gid uint64, n int, prefix string) []string {
-	cfg, _ := c.ctrl.Query(context.Background(), -1)
-	var out []string
-	for i := 0; len(out) < n; i++ {
-		k := fmt.Sprintf("%s:%d", prefix, i)
-		if cfg.Owner(keyspace.SlotString(k)) == gid {
-			out = append(out, k)
-		}
-	}
-	return out
-}
 
 // TestStaticShardsOneGroupDown: with one group down, exactly its keys stop being served; after
 // it restarts every key reads its value.
 func TestStaticShardsOneGroupDown(t *testing.T) {
-	c := newTestCluster(t, 2, 3)
+	c := nodetest.NewCluster(t, 2, 3)
 	ctx := context.Background()
-	c.join(1)
-	cfg := c.join(2)
-	c.waitSettled(cfg.Num)
-	k1, k2 := c.keysOwnedBy(1, 5, "k"), c.keysOwnedBy(2, 5, "k")
-	cl := plain(c.groupAddrs(1)[0])
+	c.Join(1)
+	cfg := c.Join(2)
+	c.WaitSettled(cfg.Num)
+	k1, k2 := c.KeysOwnedBy(1, 5, "k"), c.KeysOwnedBy(2, 5, "k")
+	cl := plain(c.GroupAddrs(1)[0])
 	defer cl.Close()
 	for _, k := range append(append([]string{}, k1...), k2...) {
 		if err := cl.Set(ctx, k, "v-"+k, 0).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c.stopGroup(2)
+	c.StopGroup(2)
 	for _, k := range k1 {
 		if v, err := cl.Get(ctx, k).Result(); err != nil || v != "v-"+k {
 			t.Fatalf("group 1's key %s with group 2 down: %q, %v", k, v, err)
@@ -91,7 +49,7 @@ func TestStaticShardsOneGroupDown(t *testing.T) {
 			t.Fatalf("group 2's key %s answered with group 2 down", k)
 		}
 	}
-	c.startGroup(2)
+	c.StartGroup(2)
 	for _, k := range k2 {
 		var v string
 		deadline := time.Now().Add(20 * time.Second)
@@ -112,23 +70,23 @@ func TestStaticShardsOneGroupDown(t *testing.T) {
 // gains shards from groups 1 and 2 at once; group 1 is dead, so only group 2's can arrive. Group 3 serves those at once, and group 3's own
 // shards never stop serving.
 func TestServesArrivedShardsWhileOthersAreStuck(t *testing.T) {
-	c := newTestCluster(t, 3, 3)
+	c := nodetest.NewCluster(t, 3, 3)
 	ctx := context.Background()
-	c.join(1)
-	c.join(2)
-	cfg := c.join(3)
-	c.waitSettled(cfg.Num)
-	k1, k2, k3 := c.keysOwnedBy(1, 5, "p"), c.keysOwnedBy(2, 5, "p"), c.keysOwnedBy(3, 5, "p")
-	cl := plain(c.groupAddrs(3)[0])
+	c.Join(1)
+	c.Join(2)
+	cfg := c.Join(3)
+	c.WaitSettled(cfg.Num)
+	k1, k2, k3 := c.KeysOwnedBy(1, 5, "p"), c.KeysOwnedBy(2, 5, "p"), c.KeysOwnedBy(3, 5, "p")
+	cl := plain(c.GroupAddrs(3)[0])
 	defer cl.Close()
 	for _, k := range append(append(append([]string{}, k1...), k2...), k3...) {
 		if err := cl.Set(ctx, k, "v-"+k, 0).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c.stopGroup(1)
-	c.ctrl.do(t, func(st *controller.State) (controller.Config, error) { return st.Move(keyspace.All(), 3) })
-	g3 := c.groups[3].nodes[1].Group()
+	c.StopGroup(1)
+	c.Ctrl.Do(t, func(st *controller.State) (controller.Config, error) { return st.Move(keyspace.All(), 3) })
+	g3 := c.Groups[3].Nodes[1].Group()
 	deadline := time.Now().Add(30 * time.Second)
 	for _, k := range k2 {
 		for !g3.Serves(keyspace.SlotString(k)) {
@@ -164,26 +122,26 @@ func TestServesArrivedShardsWhileOthersAreStuck(t *testing.T) {
 // TestNodeMissesConfigurations: a replica down across several configuration changes catches up
 // from its peers and serves everything after restart.
 func TestNodeMissesConfigurations(t *testing.T) {
-	c := newTestCluster(t, 3, 3)
+	c := nodetest.NewCluster(t, 3, 3)
 	ctx := context.Background()
-	cfg := c.join(1)
-	c.waitSettled(cfg.Num)
-	cl := plain(c.groupAddrs(1)[0])
+	cfg := c.Join(1)
+	c.WaitSettled(cfg.Num)
+	cl := plain(c.GroupAddrs(1)[0])
 	defer cl.Close()
 	for i := range 200 {
 		if err := cl.Set(ctx, fmt.Sprintf("m:%d", i), fmt.Sprint(i), 0).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c.stop(2, 3)
-	c.join(2)
-	c.join(3)
-	c.leave(1)
-	cfg = c.join(1)
-	c.waitSettled(cfg.Num)
-	c.start(2, 3)
-	c.waitSettled(cfg.Num)
-	lag := plain(c.groups[2].mem[3].ClientAddr)
+	c.Stop(2, 3)
+	c.Join(2)
+	c.Join(3)
+	c.Leave(1)
+	cfg = c.Join(1)
+	c.WaitSettled(cfg.Num)
+	c.Start(2, 3)
+	c.WaitSettled(cfg.Num)
+	lag := plain(c.Groups[2].Members[3].ClientAddr)
 	defer lag.Close()
 	for i := range 200 {
 		if v, err := lag.Get(ctx, fmt.Sprintf("m:%d", i)).Result(); err != nil || v != fmt.Sprint(i) {
@@ -195,12 +153,12 @@ func TestNodeMissesConfigurations(t *testing.T) {
 // TestLinearizableDuringReconfiguration runs concurrent clients doing GET/SET/APPEND through
 // random nodes (so requests are forwarded) while groups join and leave, and checks the history.
 func TestLinearizableDuringReconfiguration(t *testing.T) {
-	c := newTestCluster(t, 3, 3)
+	c := nodetest.NewCluster(t, 3, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cfg := c.join(1)
-	c.waitSettled(cfg.Num)
-	addrs := c.addrs()
+	cfg := c.Join(1)
+	c.WaitSettled(cfg.Num)
+	addrs := c.Addrs()
 	rec := linearize.NewRecorder()
 	keys := []string{"a", "b", "c", "d", "{a}x"}
 	stop := make(chan struct{})
@@ -250,7 +208,7 @@ func TestLinearizableDuringReconfiguration(t *testing.T) {
 			}
 		})
 	}
-	for _, change := range []func(){func() { c.join(2) }, func() { c.join(3) }, func() { c.leave(1) }, func() { c.join(1) }, func() { c.leave(2) }} {
+	for _, change := range []func(){func() { c.Join(2) }, func() { c.Join(3) }, func() { c.Leave(1) }, func() { c.Join(1) }, func() { c.Leave(2) }} {
 		time.Sleep(700 * time.Millisecond)
 		change()
 	}
