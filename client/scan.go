@@ -100,7 +100,7 @@ func (c *Client) scan(ctx context.Context, opts ScanOptions, yield func(string, 
 		pg, err := c.scanPage(ctx, addr, cursor, opts)
 		if err != nil {
 			var se *ServerError
-			if errors.As(err, &se) && se.Code != "TRYAGAIN" && se.Code != "CLUSTERDOWN" && se.Code != "LOADING" {
+			if errors.As(err, &se) && se.Code != "TRYAGAIN" && se.Code != "CLUSTERDOWN" && se.Code != "LOADING" && se.Code != "MOVED" {
 				return fmt.Errorf("shoal: scan: %w", err)
 			}
 			if ctx.Err() != nil || errors.Is(err, ErrClosed) {
@@ -146,7 +146,11 @@ func (c *Client) scan(ctx context.Context, opts ScanOptions, yield func(string, 
 			}
 		}
 		if pg.next != 0 {
-			progress = progress || pg.next != cursor
+			// A page within a slot (same slot, further position) is progress only if the node
+			// serves that slot; otherwise its keys were skipped above and the page must not
+			// count, or the walk would spin on a slot it never covers.
+			servesCursor := owns(pg.before, uint16(start), addr) && owns(pg.after, uint16(start), addr)
+			progress = progress || (pg.next != cursor && servesCursor)
 			saved[addr] = pg.next
 		} else {
 			delete(saved, addr)

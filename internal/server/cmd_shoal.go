@@ -186,11 +186,19 @@ func cmdClientCapa(c *conn, args [][]byte) {
 // redirectFor returns the MOVED reply for a keyed command on a connection that asked for
 // redirects, when the first key's slot is served by another group.
 func (c *conn) redirectFor(cmd *command, args [][]byte) (string, bool) {
-	loc, ok := c.s.cfg.Router.(Locator)
-	if !ok || !c.redirect || cmd.firstKey >= len(args) {
+	if cmd.firstKey >= len(args) {
 		return "", false
 	}
-	slot := keyspace.Slot(args[cmd.firstKey])
+	return c.redirectForSlot(keyspace.Slot(args[cmd.firstKey]))
+}
+
+// redirectForSlot returns the MOVED reply for slot on a connection that asked for redirects,
+// when another group serves it.
+func (c *conn) redirectForSlot(slot uint16) (string, bool) {
+	loc := c.s.cfg.Router
+	if loc == nil || !c.redirect {
+		return "", false
+	}
 	local, addr := loc.Locate(slot)
 	if local || addr == "" {
 		return "", false

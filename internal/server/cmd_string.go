@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/shoal-kv/shoal/internal/group"
+	"github.com/shoal-kv/shoal/internal/keyspace"
 )
 
 // cmdGet answers GET key.
@@ -256,6 +257,12 @@ func cmdScan(c *conn, args [][]byte) {
 	}
 	if count > math.MaxInt32 {
 		count = math.MaxInt32
+	}
+	// The cursor names the slot it continues in: a connection that asked for redirects is sent
+	// to that slot's owner, so every page it gets comes from the node that serves the slot.
+	if moved, ok := c.redirectForSlot(uint16(min(cursor>>32, keyspace.NumSlots-1))); ok {
+		c.w.Error(moved)
+		return
 	}
 	next, keys, err := c.s.backend.Scan(c.reqCtx(), cursor, match, int(count))
 	if err != nil {

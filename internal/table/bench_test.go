@@ -2,6 +2,7 @@ package table
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -37,18 +38,30 @@ func benchKeys(n int) [][]byte {
 }
 
 func benchSizes() []int {
-	sizes := []int{1 << 20}
+	sizes := []int{1 << 10, 1 << 20}
 	if os.Getenv("SHOAL_BENCH_10M") != "" {
 		sizes = append(sizes, 10<<20)
 	}
 	return sizes
 }
 
-func sizeName(n int) string { return fmt.Sprintf("%dM", n>>20) }
+// sizeName names a size for sub-benchmarks.
+func sizeName(n int) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%dK", n>>10)
+	}
+	return fmt.Sprintf("%dM", n>>20)
+}
+
+// benchOrder returns a random permutation of [0,n): benchmarks visit keys in this order so
+// that neither structure profits from insertion-order locality (a Go map's keys and values
+// are allocated in insertion order, so a strided walk would run through memory linearly).
+func benchOrder(n int) []int { return rand.New(rand.NewPCG(1, 1)).Perm(n) }
 
 func BenchmarkGet(b *testing.B) {
 	for _, n := range benchSizes() {
 		keys := benchKeys(n)
+		order := benchOrder(n)
 		tb := New()
 		m := make(map[string][]byte)
 		for _, k := range keys {
@@ -58,22 +71,22 @@ func BenchmarkGet(b *testing.B) {
 		b.Run("table/"+sizeName(n), func(b *testing.B) {
 			var dst []byte
 			for i := 0; i < b.N; i++ {
-				dst, _ = tb.Get(keys[(i*7919)%n], dst[:0])
+				dst, _ = tb.Get(keys[order[i%n]], dst[:0])
 			}
 		})
 		b.Run("gomap/"+sizeName(n), func(b *testing.B) {
 			var dst []byte
 			for i := 0; i < b.N; i++ {
-				dst = append(dst[:0], m[string(keys[(i*7919)%n])]...)
+				dst = append(dst[:0], m[string(keys[order[i%n]])]...)
 			}
 		})
 		b.Run("table-parallel/"+sizeName(n), func(b *testing.B) {
 			var seq atomic.Int64
 			b.RunParallel(func(pb *testing.PB) {
-				i := int(seq.Add(1)) * 1000003
+				i := int(seq.Add(1)) * 1000003 % n
 				var dst []byte
 				for pb.Next() {
-					dst, _ = tb.Get(keys[(i*7919)%n], dst[:0])
+					dst, _ = tb.Get(keys[order[i%n]], dst[:0])
 					i++
 				}
 			})
@@ -82,10 +95,10 @@ func BenchmarkGet(b *testing.B) {
 		b.Run("gomap-parallel/"+sizeName(n), func(b *testing.B) {
 			var seq atomic.Int64
 			b.RunParallel(func(pb *testing.PB) {
-				i := int(seq.Add(1)) * 1000003
+				i := int(seq.Add(1)) * 1000003 % n
 				var dst []byte
 				for pb.Next() {
-					dst = append(dst[:0], m[string(keys[(i*7919)%n])]...)
+					dst = append(dst[:0], m[string(keys[order[i%n]])]...)
 					i++
 				}
 			})
@@ -97,6 +110,7 @@ func BenchmarkGet(b *testing.B) {
 func BenchmarkSet(b *testing.B) {
 	for _, n := range benchSizes() {
 		keys := benchKeys(n)
+		order := benchOrder(n)
 		val := []byte(benchVal)
 		// Overwrite: the steady state of a full table.
 		tb := New()
@@ -107,21 +121,21 @@ func BenchmarkSet(b *testing.B) {
 		}
 		b.Run("table-overwrite/"+sizeName(n), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				tb.Set(keys[(i*7919)%n], val)
+				tb.Set(keys[order[i%n]], val)
 			}
 		})
 		// A map stores the caller's slice; a store must copy it, as the table does.
 		b.Run("gomap-overwrite/"+sizeName(n), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				m[string(keys[(i*7919)%n])] = slices.Clone(val)
+				m[string(keys[order[i%n]])] = slices.Clone(val)
 			}
 		})
 		b.Run("table-overwrite-parallel/"+sizeName(n), func(b *testing.B) {
 			var seq atomic.Int64
 			b.RunParallel(func(pb *testing.PB) {
-				i := int(seq.Add(1)) * 1000003
+				i := int(seq.Add(1)) * 1000003 % n
 				for pb.Next() {
-					tb.Set(keys[(i*7919)%n], val)
+					tb.Set(keys[order[i%n]], val)
 					i++
 				}
 			})
@@ -130,11 +144,11 @@ func BenchmarkSet(b *testing.B) {
 		b.Run("gomap-overwrite-parallel/"+sizeName(n), func(b *testing.B) {
 			var seq atomic.Int64
 			b.RunParallel(func(pb *testing.PB) {
-				i := int(seq.Add(1)) * 1000003
+				i := int(seq.Add(1)) * 1000003 % n
 				for pb.Next() {
 					v := slices.Clone(val)
 					mu.Lock()
-					m[string(keys[(i*7919)%n])] = v
+					m[string(keys[order[i%n]])] = v
 					mu.Unlock()
 					i++
 				}
@@ -185,7 +199,7 @@ func settle() (heapInuse, rssBytes int64) {
 // from the table's own accounting (table-stats), from Go heap in use, and from RSS. The heap
 // figure of the table excludes its mmap'd pages by design; RSS includes everything.
 func BenchmarkMemory(b *testing.B) {
-	for _, n := range benchSizes() {
+	for _, n := range benchSizes()[1:] { // 1M and up
 		raw := float64(16 + len(benchVal))
 		// Each run builds the table once whatever b.N is: the metrics, not ns/op, are the result.
 		b.Run("table/"+sizeName(n), func(b *testing.B) {
@@ -200,7 +214,7 @@ func BenchmarkMemory(b *testing.B) {
 				h1, r1 := settle()
 				st := tb.Stats()
 				b.ReportMetric(st.OverheadPerPair, "stats-B/pair")
-				b.ReportMetric(float64(h1-h0)/float64(n), "heap-B/pair")
+				b.ReportMetric(float64(h1-h0)/float64(n), "heap-part-B/pair") // index, small pages
 				b.ReportMetric(float64(r1-r0)/float64(n)-raw, "rss-overhead-B/pair")
 				runtime.KeepAlive(tb)
 				tb.Reset()
@@ -227,7 +241,7 @@ func BenchmarkMemory(b *testing.B) {
 // BenchmarkGrowthLatency times every Set while a table grows from n/10 to n pairs and reports
 // the latency percentiles: growth is per slot, so p99 must stay near the median.
 func BenchmarkGrowthLatency(b *testing.B) {
-	for _, n := range benchSizes() {
+	for _, n := range benchSizes()[1:] { // 1M and up
 		b.Run(sizeName(n), func(b *testing.B) {
 			{ // once per run, whatever b.N is
 				tb := New()
@@ -252,5 +266,56 @@ func BenchmarkGrowthLatency(b *testing.B) {
 				tb.Reset()
 			}
 		})
+	}
+}
+
+// BenchmarkVersus runs the table and a Go map in alternating blocks of operations, so that
+// both see the same machine noise, and reports each one's ns/op and the map/table speed ratio
+// (>= 1 means the table is at least as fast).
+func BenchmarkVersus(b *testing.B) {
+	for _, n := range benchSizes() {
+		keys := benchKeys(n)
+		order := benchOrder(n)
+		val := []byte(benchVal)
+		tb := New()
+		m := make(map[string][]byte)
+		for _, k := range keys {
+			tb.Set(k, val)
+			m[string(k)] = slices.Clone(val)
+		}
+		type op struct {
+			name       string
+			table, gom func(i int)
+		}
+		var dst []byte
+		ops := []op{
+			{"get", func(i int) { dst, _ = tb.Get(keys[order[i%n]], dst[:0]) },
+				func(i int) { dst = append(dst[:0], m[string(keys[order[i%n]])]...) }},
+			{"set", func(i int) { tb.Set(keys[order[i%n]], val) },
+				func(i int) { m[string(keys[order[i%n]])] = slices.Clone(val) }},
+		}
+		for _, o := range ops {
+			b.Run(o.name+"/"+sizeName(n), func(b *testing.B) {
+				const block = 10000
+				var tt, tm time.Duration
+				for done := 0; done < b.N; done += block {
+					cnt := min(block, b.N-done)
+					t0 := time.Now()
+					for i := done; i < done+cnt; i++ {
+						o.table(i)
+					}
+					t1 := time.Now()
+					for i := done; i < done+cnt; i++ {
+						o.gom(i)
+					}
+					tt += t1.Sub(t0)
+					tm += time.Since(t1)
+				}
+				b.ReportMetric(float64(tt.Nanoseconds())/float64(b.N), "table-ns/op")
+				b.ReportMetric(float64(tm.Nanoseconds())/float64(b.N), "map-ns/op")
+				b.ReportMetric(float64(tm)/float64(tt), "map/table")
+			})
+		}
+		runtime.KeepAlive(m)
 	}
 }

@@ -10,11 +10,13 @@
 // makes growth incremental by construction: at 10M pairs a slot holds ~610 pairs, so the
 // largest rehash or compaction touches ~30 KiB, never the whole table.
 //
-// The index of a slot is a Swiss-style open-addressing table: groups of 8 entries, each entry
-// a control byte (7 bits of the key's hash, or empty/deleted) and a uint32 record address.
-// Lookups compare 8 control bytes at once with SWAR arithmetic and then at most a couple of
-// records. Capacity is a power of two, filled to at most 7/8 (doubling halves that), and
-// shrinks when fill drops under 1/8.
+// The index of a slot is a Swiss-style open-addressing table of 64-byte groups (one cache
+// line): 12 control bytes (7 bits of the key's hash, or empty/deleted) and 12 uint32 record
+// addresses. A lookup matches a group's control bytes with SWAR arithmetic and finds the
+// candidate's address in the same line, then reads one record. Capacity is 12 times a power
+// of two groups (power of two so that SCAN's reverse-binary cursor survives resizes), filled
+// to at most 7/8, halved when fill drops under 1/8. A slot's hash is maphash with a per-Table
+// seed; the slot itself is CRC16 (Redis's), computed four bytes per step.
 //
 // Records live in the slot's arena as [uvarint klen][uvarint vlen][key][val] — 2 bytes of
 // header for pairs under 128 bytes. The arena is a list of pages: the first page is 256 bytes,
@@ -36,12 +38,13 @@
 //
 // # Bytes per pair
 //
-// For 10M pairs of 16-byte keys and 32-byte values (~610 per slot): the index has 1024
-// entries of 5 bytes per slot, 8.4 bytes per pair; the record header is 2 bytes; a slot's
-// unfilled last page averages ~2 KiB, 3.4 bytes per pair; records that do not fit the end of a
-// page waste ~0.6%; the slot directory and headers add ~0.3. Total about 14.5 bytes per pair
-// beyond the raw 48, against roughly 100 for a Go map[string][]byte. Stats reports the exact
-// figure.
+// For 10M pairs of 16-byte keys and 32-byte values (~610 per slot): most slots have a
+// 64-group index (768 entries, 4 KiB), 6.7 bytes per pair; the record header is 2 bytes; a
+// slot's unfilled last page averages ~2 KiB, 3.4 bytes per pair; records that do not fit the
+// end of a page waste ~0.6%; the slot directory, headers and page lists add ~0.7. Total about
+// 13 bytes per pair beyond the raw 48, against roughly 100 for a Go map[string][]byte. At 1M
+// pairs (61 per slot) fixed per-slot costs weigh more: about 35 bytes per pair. Stats reports
+// the exact figure.
 //
 // # Concurrency
 //

@@ -1,6 +1,7 @@
 package table
 
 import (
+	"runtime"
 	"slices"
 	"sync"
 	"unsafe"
@@ -14,7 +15,14 @@ import (
 //
 // Pages smaller than maxPage (the first pages of small slots) and dedicated pages of large
 // records come from the Go heap instead: they are few and their sizes vary.
-type pagePool struct {
+//
+// The pool is a thin handle over its state so that a cleanup can unmap the chunks once the
+// handle is unreachable. Every slot table holds the handle, and every access to arena memory
+// happens while its slot table is live (under its lock), so no page is unmapped in use.
+type pagePool struct{ *poolState }
+
+// poolState is the state of a pagePool.
+type poolState struct {
 	mu     sync.Mutex
 	chunks []*chunk // sorted by base address, for put's lookup
 	cur    *chunk   // chunk get allocates from while it has room
@@ -39,10 +47,15 @@ type chunk struct {
 
 func (c *chunk) hasRoom() bool { return len(c.free) > 0 || c.next < pagesPerChunk }
 
-func newPagePool() *pagePool { return &pagePool{} }
+// newPagePool returns an empty pool whose chunks are unmapped when it becomes unreachable.
+func newPagePool() *pagePool {
+	p := &pagePool{&poolState{}}
+	runtime.AddCleanup(p, (*poolState).release, p.poolState)
+	return p
+}
 
 // get returns a zero-length-agnostic page of maxPage bytes (contents unspecified).
-func (p *pagePool) get() []byte {
+func (p *poolState) get() []byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c := p.cur
@@ -88,7 +101,7 @@ func (p *pagePool) get() []byte {
 
 // put returns a page obtained from get. Pages that did not come from a chunk (the heap
 // fallback) are left to the garbage collector.
-func (p *pagePool) put(b []byte) {
+func (p *poolState) put(b []byte) {
 	addr := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -129,7 +142,7 @@ func (p *pagePool) put(b []byte) {
 }
 
 // release unmaps every chunk. Only for a pool no page of which is referenced any more.
-func (p *pagePool) release() {
+func (p *poolState) release() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range p.chunks {
@@ -138,11 +151,16 @@ func (p *pagePool) release() {
 	p.chunks, p.cur, p.used, p.idle = nil, nil, 0, 0
 }
 
-// stats reports the bytes mapped and the idle resident bytes of the pool.
-func (p *pagePool) stats() (mapped, idle int64) {
+// stats reports the bytes mapped and the idle resident bytes of the pool: freed pages not yet
+// madvised away, and the populated pages of chunks never handed out.
+func (p *poolState) stats() (mapped, idle int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return int64(len(p.chunks)) * chunkSize, int64(p.idle) * maxPage
+	fresh := 0
+	for _, c := range p.chunks {
+		fresh += pagesPerChunk - c.next
+	}
+	return int64(len(p.chunks)) * chunkSize, int64(p.idle+fresh) * maxPage
 }
 
 func cmpUintptr(a, b uintptr) int {

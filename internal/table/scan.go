@@ -65,11 +65,10 @@ func (t *Table) ScanRange(r keyspace.Range, cursor uint64, count int, fn func(ke
 // cursor position v, until about want keys were collected. It returns the next position, or
 // done when the slot's cursor wrapped to 0.
 func (s *slotTable) scan(v uint32, want int, buf []byte, ends []int) (uint32, bool, []byte, []int) {
-	if len(s.ctrl) == 0 {
+	if len(s.idx) == 0 {
 		return 0, true, buf, ends
 	}
-	ngroups := uint32(len(s.ctrl) / groupSize)
-	mask := ngroups - 1
+	mask := uint32(s.idx.groups() - 1)
 	for visits := 0; ; visits++ {
 		buf, ends = s.collectHome(uint64(v&mask), buf, ends)
 		// Increment the reversed cursor: bits above mask are set so the carry runs through
@@ -90,19 +89,19 @@ func (s *slotTable) scan(v uint32, want int, buf []byte, ends []int) (uint32, bo
 // the first group with a free entry, and a group without empty entries never regains one
 // except through a rebuild.
 func (s *slotTable) collectHome(g uint64, buf []byte, ends []int) ([]byte, []int) {
-	gmask := uint64(len(s.ctrl)/groupSize - 1)
+	x := s.idx
+	gmask := uint64(x.groups() - 1)
 	cur := g
 	for i := uint64(1); ; i++ {
-		w := ctrlWord(s.ctrl, cur)
-		for m := ^w & bitsetMSB; m != 0; m &= m - 1 {
-			idx := cur*groupSize + firstMatch(m)
-			k := recordKey(s.record(s.offs[idx]))
+		lo, hi := x.ctrl(cur)
+		for m := matchFull(lo, hi); m != 0; m &= m - 1 {
+			k := recordKey(s.record(x.off(int(cur)<<posShift | firstMatch(m))))
 			if h1, _ := splitHash(s.hash(k)); h1&gmask == g {
 				buf = append(buf, k...)
 				ends = append(ends, len(buf))
 			}
 		}
-		if matchEmpty(w) != 0 {
+		if matchEmpty(lo, hi) != 0 {
 			return buf, ends
 		}
 		cur = (cur + i) & gmask

@@ -36,11 +36,10 @@ type slotTable struct {
 	seed maphash.Seed
 	pool *pagePool
 
-	ctrl       []byte   // len is 0 or a power of two >= groupSize
-	offs       []uint32 // record address per entry
-	n          int      // full entries
-	tombs      int      // deleted entries
-	growthLeft int      // empty entries that may still be filled before a rehash
+	idx        index // nil when the slot is empty
+	n          int   // full entries
+	tombs      int   // deleted entries
+	growthLeft int   // empty entries that may still be filled before a rehash
 
 	pages     [][]byte
 	holes     []uint32 // indexes of nil entries in pages, reused first
@@ -66,108 +65,132 @@ func (s *slotTable) record(off uint32) []byte {
 	return s.pages[off>>pageShift][off&pageMask:]
 }
 
-// find returns the index entry holding key, or -1.
-func (s *slotTable) find(key []byte, h uint64) int {
-	if len(s.ctrl) == 0 {
-		return -1
+// find returns the position of the entry holding key and its value (aliasing the arena), or
+// -1. The key comparison reads the record header inline: this is the hot path of every
+// operation.
+func (s *slotTable) find(key []byte, h uint64) (int, []byte) {
+	x := s.idx
+	if len(x) == 0 {
+		return -1, nil
 	}
 	h1, h2 := splitHash(h)
-	gmask := uint64(len(s.ctrl)/groupSize - 1)
+	gmask := uint64(x.groups() - 1)
 	g := h1 & gmask
 	for i := uint64(1); ; i++ {
-		w := ctrlWord(s.ctrl, g)
-		for m := matchH2(w, h2); m != 0; m &= m - 1 {
-			idx := g*groupSize + firstMatch(m)
-			if bytes.Equal(recordKey(s.record(s.offs[idx])), key) {
-				return int(idx)
+		lo, hi := x.ctrl(g)
+		for m := matchH2(lo, hi, h2); m != 0; m &= m - 1 {
+			p := int(g)<<posShift | firstMatch(m)
+			off := x.off(p)
+			rec := s.pages[off>>pageShift][off&pageMask:]
+			if kl, vl := int(rec[0]), int(rec[1]); kl < 0x80 && vl < 0x80 {
+				if kl == len(key) && string(rec[2:2+kl]) == string(key) {
+					return p, rec[2+kl : 2+kl+vl : 2+kl+vl]
+				}
+				continue
+			}
+			if k, v := parseRecord(rec); bytes.Equal(k, key) {
+				return p, v
 			}
 		}
-		if matchEmpty(w) != 0 {
-			return -1
+		if matchEmpty(lo, hi) != 0 {
+			return -1, nil
 		}
 		g = (g + i) & gmask
 	}
 }
 
-// claim reserves an index entry for a new key with hash h (known to be absent), rehashing or
-// growing the index when it is full.
+// claim reserves an entry for a new key with hash h (known to be absent), rehashing or
+// growing the index when it is full, and returns its position.
 func (s *slotTable) claim(h uint64) int {
-	if len(s.ctrl) == 0 {
-		s.resize(groupSize)
+	if len(s.idx) == 0 {
+		s.resize(1)
 	}
 	h1, h2 := splitHash(h)
 	for {
-		gmask := uint64(len(s.ctrl)/groupSize - 1)
+		x := s.idx
+		gmask := uint64(x.groups() - 1)
 		g := h1 & gmask
 		for i := uint64(1); ; i++ {
-			m := matchEmptyOrDeleted(ctrlWord(s.ctrl, g))
+			m := matchEmptyOrDeleted(x.ctrl(g))
 			if m == 0 {
 				g = (g + i) & gmask
 				continue
 			}
-			idx := g*groupSize + firstMatch(m)
-			if s.ctrl[idx] == ctrlDeleted {
+			p := int(g)<<posShift | firstMatch(m)
+			if x.ctrlAt(p) == ctrlDeleted {
 				s.tombs--
 			} else if s.growthLeft > 0 {
 				s.growthLeft--
 			} else {
 				break
 			}
-			s.ctrl[idx] = byte(h2)
-			return int(idx)
+			x.setCtrl(p, byte(h2))
+			return p
 		}
 		// Full (counting tombstones): double if live entries fill more than half of the
 		// allowed load, else rehash in place to drop the tombstones.
-		c := len(s.ctrl)
-		if 2*(s.n+1) > growthFor(c) {
-			c *= 2
+		ng := x.groups()
+		if 2*(s.n+1) > growthFor(ng) {
+			ng *= 2
 		}
-		s.resize(c)
+		s.resize(ng)
 	}
 }
 
-// resize rebuilds the index with capacity c. Record addresses are unchanged. The full hash is
-// not stored, so each key is rehashed; the slot's arena is small and usually cache-resident.
-func (s *slotTable) resize(c int) {
-	oldCtrl, oldOffs := s.ctrl, s.offs
-	s.ctrl = newCtrl(c)
-	s.offs = make([]uint32, c)
-	s.growthLeft = growthFor(c)
+// resize rebuilds the index with ngroups groups. Record addresses are unchanged. The full hash
+// is not stored, so each key is rehashed; the slot's arena is small and usually cached.
+func (s *slotTable) resize(ngroups int) {
+	old := s.idx
+	x := newIndex(ngroups)
+	s.idx = x
+	s.growthLeft = growthFor(ngroups)
 	s.tombs = 0
-	gmask := uint64(c/groupSize - 1)
-	for i, cb := range oldCtrl {
-		if cb&0x80 != 0 {
-			continue
-		}
-		off := oldOffs[i]
-		h1, h2 := splitHash(s.hash(recordKey(s.record(off))))
-		g := h1 & gmask
-		for j := uint64(1); ; j++ {
-			if m := matchEmpty(ctrlWord(s.ctrl, g)); m != 0 {
-				idx := g*groupSize + firstMatch(m)
-				s.ctrl[idx] = byte(h2)
-				s.offs[idx] = off
-				s.growthLeft--
-				break
+	gmask := uint64(ngroups - 1)
+	for og := 0; og < old.groups(); og++ {
+		for m := matchFull(old.ctrl(uint64(og))); m != 0; m &= m - 1 {
+			off := old.off(og<<posShift | firstMatch(m))
+			h1, h2 := splitHash(s.hash(recordKey(s.record(off))))
+			g := h1 & gmask
+			for j := uint64(1); ; j++ {
+				if e := matchEmpty(x.ctrl(g)); e != 0 {
+					p := int(g)<<posShift | firstMatch(e)
+					x.setCtrl(p, byte(h2))
+					x.setOff(p, off)
+					s.growthLeft--
+					break
+				}
+				g = (g + j) & gmask
 			}
-			g = (g + j) & gmask
 		}
 	}
 }
 
-// removeEntry marks index entry idx free. A group that still has an empty entry never stopped
-// a probe, so the entry can become empty again instead of a tombstone.
-func (s *slotTable) removeEntry(idx int) {
-	g := uint64(idx) / groupSize
-	if matchEmpty(ctrlWord(s.ctrl, g)) != 0 {
-		s.ctrl[idx] = ctrlEmpty
+// removeEntry frees the entry at position p. A group that still has an empty entry never
+// stopped a probe, so the entry can become empty again instead of a tombstone.
+func (s *slotTable) removeEntry(p int) {
+	if matchEmpty(s.idx.ctrl(uint64(p>>posShift))) != 0 {
+		s.idx.setCtrl(p, ctrlEmpty)
 		s.growthLeft++
 	} else {
-		s.ctrl[idx] = ctrlDeleted
+		s.idx.setCtrl(p, ctrlDeleted)
 		s.tombs++
 	}
 	s.n--
 	s.count.Store(int64(s.n))
+}
+
+// forEach calls fn with the position and record address of every full entry.
+func (s *slotTable) forEach(fn func(p int, off uint32) bool) bool {
+	x := s.idx
+	for g := 0; g < x.groups(); g++ {
+		for m := matchFull(x.ctrl(uint64(g))); m != 0; m &= m - 1 {
+			p := g<<posShift | firstMatch(m)
+			if !fn(p, x.off(p)) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // pageSizeFor picks a small page size for about hint more bytes: the next power of two,
@@ -266,29 +289,28 @@ func (s *slotTable) newRecord(size int) (uint32, []byte) {
 
 // get appends the value of key to dst.
 func (s *slotTable) get(key []byte, h uint64, dst []byte) ([]byte, bool) {
-	idx := s.find(key, h)
-	if idx < 0 {
+	p, v := s.find(key, h)
+	if p < 0 {
 		return dst, false
 	}
-	_, v := parseRecord(s.record(s.offs[idx]))
 	return append(dst, v...), true
 }
 
 // insert adds a key known to be absent.
 func (s *slotTable) insert(key, val []byte, h uint64) {
-	idx := s.claim(h)
+	p := s.claim(h)
 	off, b := s.newRecord(recLen(len(key), len(val)))
 	putRecord(b, key, val)
-	s.offs[idx] = off
+	s.idx.setOff(p, off)
 	s.n++
 	s.count.Store(int64(s.n))
 	s.keyBytes += int64(len(key))
 	s.valBytes += int64(len(val))
 }
 
-// overwrite replaces the value of entry idx, in place when the new record fits.
-func (s *slotTable) overwrite(idx int, key, val []byte) {
-	off := s.offs[idx]
+// overwrite replaces the value of the entry at position p, in place when the new record fits.
+func (s *slotTable) overwrite(p int, key, val []byte) {
+	off := s.idx.off(p)
 	old := s.record(off)
 	_, oldVl, _ := recHeader(old)
 	oldSize := recordSize(old)
@@ -313,12 +335,13 @@ func (s *slotTable) overwrite(idx int, key, val []byte) {
 	s.dropRecord(off, oldSize)
 	noff, b := s.newRecord(need)
 	putRecord(b, key, val)
-	s.offs[idx] = noff
+	s.idx.setOff(p, noff)
 }
 
-// appendTo appends suffix to the value of entry idx and returns the new value length.
-func (s *slotTable) appendTo(idx int, suffix []byte) int {
-	off := s.offs[idx]
+// appendTo appends suffix to the value of the entry at position pos and returns the new value
+// length.
+func (s *slotTable) appendTo(pos int, suffix []byte) int {
+	off := s.idx.off(pos)
 	old := s.record(off)
 	kl, vl, hdr := recHeader(old)
 	oldSize := hdr + kl + vl
@@ -353,7 +376,7 @@ func (s *slotTable) appendTo(idx int, suffix []byte) int {
 	copy(b[nhdr:], old[hdr:oldSize])
 	copy(b[nhdr+kl+vl:], suffix)
 	s.dropRecord(off, oldSize)
-	s.offs[idx] = noff
+	s.idx.setOff(pos, noff)
 	return nvl
 }
 
@@ -378,21 +401,22 @@ func putUvarint(b []byte, v int) int {
 	return i + 1
 }
 
-// remove deletes entry idx and its record, then shrinks or empties the slot if it got sparse.
-func (s *slotTable) remove(idx int) {
-	off := s.offs[idx]
+// remove deletes the entry at position p and its record, then shrinks or empties the slot if
+// it got sparse.
+func (s *slotTable) remove(p int) {
+	off := s.idx.off(p)
 	rec := s.record(off)
 	kl, vl, hdr := recHeader(rec)
 	s.keyBytes -= int64(kl)
 	s.valBytes -= int64(vl)
 	s.dropRecord(off, hdr+kl+vl)
-	s.removeEntry(idx)
+	s.removeEntry(p)
 	if s.n == 0 {
 		s.clear()
 		return
 	}
-	if len(s.ctrl) > groupSize && s.n < len(s.ctrl)/8 {
-		s.resize(len(s.ctrl) / 2)
+	if ng := s.idx.groups(); ng > 1 && s.n < ng*groupEntries/8 {
+		s.resize(ng / 2)
 	}
 }
 
@@ -414,23 +438,20 @@ func (s *slotTable) compact() {
 	s.tail, s.tailOff = -1, 0
 	s.smallCap = 0
 	remaining := s.smallLive
-	for i, cb := range s.ctrl {
-		if cb&0x80 != 0 {
-			continue
-		}
-		off := s.offs[i]
+	s.forEach(func(p int, off uint32) bool {
 		rec := old[off>>pageShift][off&pageMask:]
 		size := recordSize(rec)
 		if size > largeRecord {
-			s.offs[i] = s.addPage(old[off>>pageShift]) << pageShift
+			s.idx.setOff(p, s.addPage(old[off>>pageShift])<<pageShift)
 			old[off>>pageShift] = nil
-			continue
+			return true
 		}
 		noff, b := s.alloc(size, remaining)
 		copy(b, rec[:size])
-		s.offs[i] = noff
+		s.idx.setOff(p, noff)
 		remaining -= int64(size)
-	}
+		return true
+	})
 	for _, p := range old {
 		if p != nil {
 			s.freeSmallPage(p)
@@ -448,7 +469,7 @@ func (s *slotTable) clear() int {
 			s.freeSmallPage(p)
 		}
 	}
-	s.ctrl, s.offs = nil, nil
+	s.idx = nil
 	s.n, s.tombs, s.growthLeft = 0, 0, 0
 	s.count.Store(0)
 	s.pages, s.holes = nil, nil

@@ -8,8 +8,8 @@ type Stats struct {
 	Pairs      int64 // number of pairs
 	KeyBytes   int64 // sum of key lengths
 	ValueBytes int64 // sum of value lengths
-	// IndexBytes is the memory of the per-slot indexes (1 control byte + 4 address bytes per
-	// index entry, at 44-88% load).
+	// IndexBytes is the memory of the per-slot indexes (64 bytes per 12 entries, filled to
+	// 44-88%).
 	IndexBytes int64
 	// SlabBytes is the arena memory allocated for records: slot pages, dedicated pages of
 	// large records, and idle pooled pages still resident.
@@ -37,7 +37,7 @@ func (t *Table) Stats() Stats {
 		st.Pairs += int64(s.n)
 		st.KeyBytes += s.keyBytes
 		st.ValueBytes += s.valBytes
-		st.IndexBytes += int64(len(s.ctrl)) + 4*int64(len(s.offs))
+		st.IndexBytes += 8 * int64(len(s.idx))
 		st.SlabBytes += s.smallCap + s.largeCap
 		st.SlabLiveBytes += s.live
 		st.MetaBytes += int64(unsafe.Sizeof(*s)) + int64(cap(s.pages))*int64(unsafe.Sizeof([]byte(nil))) +

@@ -3,7 +3,6 @@ package table
 import (
 	"bytes"
 	"hash/maphash"
-	"runtime"
 	"sync/atomic"
 
 	"github.com/shoal-kv/shoal/internal/keyspace"
@@ -19,11 +18,10 @@ type Table struct {
 }
 
 // New returns an empty table. Arena memory is mapped outside the Go heap; it is returned by
-// Delete, DropRange and Reset, and whatever remains is unmapped once the Table is unreachable.
+// Delete, DropRange and Reset, and whatever remains is unmapped once the Table and its slots
+// are unreachable.
 func New() *Table {
-	t := &Table{seed: maphash.MakeSeed(), pool: newPagePool()}
-	runtime.AddCleanup(t, (*pagePool).release, t.pool)
-	return t
+	return &Table{seed: maphash.MakeSeed(), pool: newPagePool()}
 }
 
 // reader returns the slot table of slot for reading, or nil when the slot never had a pair.
@@ -45,7 +43,7 @@ func (t *Table) writer(slot uint16) *slotTable {
 // Get appends the value of key to dst and returns it with ok true, or returns dst and false
 // when key is absent.
 func (t *Table) Get(key []byte, dst []byte) (val []byte, ok bool) {
-	s := t.reader(keyspace.Slot(key))
+	s := t.reader(slotOf(key))
 	if s == nil {
 		return dst, false
 	}
@@ -58,25 +56,26 @@ func (t *Table) Get(key []byte, dst []byte) (val []byte, ok bool) {
 
 // Has reports whether key is present, without copying its value.
 func (t *Table) Has(key []byte) bool {
-	s := t.reader(keyspace.Slot(key))
+	s := t.reader(slotOf(key))
 	if s == nil {
 		return false
 	}
 	h := s.hash(key)
 	s.mu.RLock()
-	ok := s.find(key, h) >= 0
+	p, _ := s.find(key, h)
+	ok := p >= 0
 	s.mu.RUnlock()
 	return ok
 }
 
 // Set stores val under key and reports whether it replaced an existing value.
 func (t *Table) Set(key, val []byte) (replaced bool) {
-	s := t.writer(keyspace.Slot(key))
+	s := t.writer(slotOf(key))
 	h := s.hash(key)
 	s.mu.Lock()
 	s.reserve()
-	if idx := s.find(key, h); idx >= 0 {
-		s.overwrite(idx, key, val)
+	if p, _ := s.find(key, h); p >= 0 {
+		s.overwrite(p, key, val)
 		replaced = true
 	} else {
 		s.insert(key, val, h)
@@ -88,31 +87,31 @@ func (t *Table) Set(key, val []byte) (replaced bool) {
 
 // Delete removes key and reports whether it was present.
 func (t *Table) Delete(key []byte) bool {
-	s := t.reader(keyspace.Slot(key))
+	s := t.reader(slotOf(key))
 	if s == nil {
 		return false
 	}
 	h := s.hash(key)
 	s.mu.Lock()
-	idx := s.find(key, h)
-	if idx >= 0 {
-		s.remove(idx)
+	p, _ := s.find(key, h)
+	if p >= 0 {
+		s.remove(p)
 		s.maybeCompact()
 	}
 	s.mu.Unlock()
-	return idx >= 0
+	return p >= 0
 }
 
 // Append appends suffix to the value of key (creating key with value suffix when absent) and
 // returns the new length of the value. A value that outgrows its record is relocated; values
 // longer than 1 KiB get 25% headroom so that repeated appends copy linearly in total.
 func (t *Table) Append(key, suffix []byte) (newLen int) {
-	s := t.writer(keyspace.Slot(key))
+	s := t.writer(slotOf(key))
 	h := s.hash(key)
 	s.mu.Lock()
 	s.reserve()
-	if idx := s.find(key, h); idx >= 0 {
-		newLen = s.appendTo(idx, suffix)
+	if p, _ := s.find(key, h); p >= 0 {
+		newLen = s.appendTo(p, suffix)
 	} else {
 		s.insert(key, suffix, h)
 		newLen = len(suffix)
@@ -126,24 +125,24 @@ func (t *Table) Append(key, suffix []byte) (newLen int) {
 // must be present with a value equal to old; when false, key must be absent (old is ignored).
 // It reports whether the value was written. A nil new stores an empty value.
 func (t *Table) CompareAndSwap(key, old, new []byte, oldPresent bool) bool {
-	s := t.writer(keyspace.Slot(key))
+	s := t.writer(slotOf(key))
 	h := s.hash(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reserve()
-	idx := s.find(key, h)
+	p, v := s.find(key, h)
 	if oldPresent {
-		if idx < 0 {
+		if p < 0 {
 			return false
 		}
-		if _, v := parseRecord(s.record(s.offs[idx])); !bytes.Equal(v, old) {
+		if !bytes.Equal(v, old) {
 			return false
 		}
-		s.overwrite(idx, key, new)
+		s.overwrite(p, key, new)
 		s.maybeCompact()
 		return true
 	}
-	if idx >= 0 {
+	if p >= 0 {
 		return false
 	}
 	s.insert(key, new, h)
@@ -208,16 +207,7 @@ func (t *Table) Range(r keyspace.Range, fn func(key, val []byte) bool) {
 // each calls fn for every pair of the slot in index order; it reports whether fn always
 // returned true.
 func (s *slotTable) each(fn func(key, val []byte) bool) bool {
-	for i, cb := range s.ctrl {
-		if cb&0x80 != 0 {
-			continue
-		}
-		k, v := parseRecord(s.record(s.offs[i]))
-		if !fn(k, v) {
-			return false
-		}
-	}
-	return true
+	return s.forEach(func(_ int, off uint32) bool { return fn(parseRecord(s.record(off))) })
 }
 
 // DropRange removes every pair in the slots of r and returns how many it removed, freeing
