@@ -64,6 +64,15 @@ type Cluster struct {
 	Groups map[uint64]*Group
 	// Tick is the raft tick of nodes started from now on.
 	Tick time.Duration
+	// WrapPeerConn, when set, wraps every raft peer connection (fault injection).
+	WrapPeerConn func(net.Conn) net.Conn
+}
+
+// Options configure NewClusterWith.
+type Options struct {
+	Groups, Replicas int
+	// WrapPeerConn wraps every raft peer connection, e.g. to drop and delay traffic.
+	WrapPeerConn func(net.Conn) net.Conn
 }
 
 // FreeAddr returns a free 127.0.0.1 address.
@@ -78,10 +87,16 @@ func FreeAddr(t testing.TB) string {
 
 // NewCluster starts groups x replicas nodes; no group has joined the controller yet.
 func NewCluster(t testing.TB, groups, replicas int) *Cluster {
-	c := &Cluster{t: t, Ctrl: &MemController{st: controller.NewState()}, Groups: map[uint64]*Group{}, Tick: 20 * time.Millisecond}
-	for g := 1; g <= groups; g++ {
+	return NewClusterWith(t, Options{Groups: groups, Replicas: replicas})
+}
+
+// NewClusterWith starts a cluster as opts describe; no group has joined the controller yet.
+func NewClusterWith(t testing.TB, opts Options) *Cluster {
+	c := &Cluster{t: t, Ctrl: &MemController{st: controller.NewState()}, Groups: map[uint64]*Group{},
+		Tick: 20 * time.Millisecond, WrapPeerConn: opts.WrapPeerConn}
+	for g := 1; g <= opts.Groups; g++ {
 		tg := &Group{ID: uint64(g), Dir: t.TempDir(), Members: map[uint64]node.Member{}, Nodes: map[uint64]*node.Node{}}
-		for id := 1; id <= replicas; id++ {
+		for id := 1; id <= opts.Replicas; id++ {
 			tg.Members[uint64(id)] = node.Member{ClientAddr: FreeAddr(t), PeerAddr: FreeAddr(t)}
 		}
 		c.Groups[tg.ID] = tg
@@ -111,6 +126,7 @@ func (c *Cluster) Start(gid, id uint64) {
 		ID: id, GroupID: gid, Dir: filepath.Join(g.Dir, fmt.Sprint(id)), Members: g.Members,
 		TickInterval: c.Tick, SnapshotEntries: 300, Controller: []string{"in-memory"},
 		NewController: func([]string) migrate.Controller { return c.Ctrl }, Logger: logger,
+		WrapPeerConn: c.WrapPeerConn,
 	})
 	if err != nil {
 		c.t.Fatal(err)
