@@ -349,6 +349,25 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	if len(rd.ReadStates) > 0 {
 		n.reads.deliver(rd.ReadStates)
 	}
+	// A leader's appends and heartbeats go out before its own fsync, so that followers persist
+	// in parallel with it (Raft thesis §10.2.1, as etcd does): raft v3.6 counts the leader's own
+	// acknowledgement only after Advance, i.e. after this Ready is durable, so nothing commits
+	// on the strength of an entry the leader has not persisted. Everything else, above all the
+	// responses that acknowledge this node's log or vote, waits for the fsync.
+	later := rd.Messages
+	if n.leader.Load() == n.cfg.ID {
+		early := make([]raftpb.Message, 0, len(rd.Messages))
+		later = make([]raftpb.Message, 0, 4)
+		for _, m := range rd.Messages {
+			switch m.Type {
+			case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:
+				early = append(early, m)
+			default:
+				later = append(later, m)
+			}
+		}
+		n.trans.Send(early)
+	}
 	// Durability first: a snapshot file before its WAL marker, then entries and HardState, fsynced
 	// when raft says so, all before any message that acknowledges them leaves this node.
 	if !raft.IsEmptySnap(rd.Snapshot) {
@@ -379,7 +398,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	if err := n.storage.Append(rd.Entries); err != nil {
 		return fmt.Errorf("append to storage: %w", err)
 	}
-	n.trans.Send(rd.Messages)
+	n.trans.Send(later)
 	if err := n.apply(rd.CommittedEntries); err != nil {
 		return err
 	}
