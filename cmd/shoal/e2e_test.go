@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/shoal-kv/shoal/internal/harness"
 	"github.com/shoal-kv/shoal/internal/linearize"
+	"github.com/shoal-kv/shoal/internal/linearize/redisstore"
 )
 
 // shoalExe is the binary the end-to-end tests run, built once by TestMain.
@@ -187,52 +186,14 @@ func TestLinearizableUnderLeaderKill(t *testing.T) {
 	keys := []string{"a", "b", "c"}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var stores []linearize.Store
+	for _, s := range c.Specs {
+		cl := plainClient(s.ClientAddr)
+		defer cl.Close()
+		stores = append(stores, redisstore.New(cl))
+	}
 	for client := range 5 {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(client), 7))
-			clients := make([]*redis.Client, len(c.Specs))
-			for i, s := range c.Specs {
-				clients[i] = plainClient(s.ClientAddr)
-				defer clients[i].Close()
-			}
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				cl := clients[rng.IntN(len(clients))]
-				key := keys[rng.IntN(len(keys))]
-				// Every written value is unique, so a read identifies the writes it saw.
-				val := fmt.Sprintf("%d.%d;", client, n)
-				in := linearize.Input{Key: key, Value: val}
-				call := rec.Now()
-				var out linearize.Output
-				var err error
-				switch r := rng.IntN(10); {
-				case r < 4:
-					in.Kind, in.Value = linearize.Get, ""
-					var v string
-					v, err = cl.Get(ctx, key).Result()
-					if errors.Is(err, redis.Nil) {
-						err = nil
-					} else {
-						out = linearize.Output{Value: v, Found: err == nil}
-					}
-				case r < 6:
-					in.Kind = linearize.Put
-					err = cl.Set(ctx, key, val, 0).Err()
-				default:
-					in.Kind = linearize.Append
-					err = cl.Append(ctx, key, val).Err()
-				}
-				if err != nil {
-					out = linearize.Output{Unknown: true}
-					time.Sleep(50 * time.Millisecond)
-				}
-				rec.Add(client, call, in, out)
-			}
-		})
+		wg.Go(func() { linearize.RunClient(ctx, rec, client, 7, keys, stores, stop) })
 	}
 	time.Sleep(2 * time.Second)
 	if err := c.Kill(leader); err != nil {

@@ -3,7 +3,9 @@
 package linearize
 
 import (
+	"context"
 	"fmt"
+	"math/rand/v2"
 	"math"
 	"sync"
 	"time"
@@ -155,4 +157,50 @@ func (r *Recorder) Check(timeout time.Duration, vizPath string) (porcupine.Check
 		}
 	}
 	return res, nil
+}
+
+// Store is what a random workload drives: three operations on string values. Get reports a
+// missing key with found false.
+type Store interface {
+	Get(ctx context.Context, key string) (val string, found bool, err error)
+	Put(ctx context.Context, key, val string) error
+	Append(ctx context.Context, key, val string) error
+}
+
+// RunClient performs random GET (40%), PUT (20%) and APPEND (40%) operations on keys, each
+// through one of stores picked at random, until stop closes or ctx ends, and records them in
+// rec as client id. Every written value is unique, so a read identifies the writes it saw. An
+// operation that fails is recorded with an unknown outcome, and the client pauses briefly.
+func RunClient(ctx context.Context, rec *Recorder, id int, seed uint64, keys []string, stores []Store, stop <-chan struct{}) {
+	rng := rand.New(rand.NewPCG(uint64(id), seed))
+	for n := 0; ctx.Err() == nil; n++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		st := stores[rng.IntN(len(stores))]
+		key := keys[rng.IntN(len(keys))]
+		val := fmt.Sprintf("%d.%d;", id, n)
+		in := Input{Key: key, Value: val}
+		call := rec.Now()
+		var out Output
+		var err error
+		switch r := rng.IntN(10); {
+		case r < 4:
+			in.Kind, in.Value = Get, ""
+			out.Value, out.Found, err = st.Get(ctx, key)
+		case r < 6:
+			in.Kind = Put
+			err = st.Put(ctx, key, val)
+		default:
+			in.Kind = Append
+			err = st.Append(ctx, key, val)
+		}
+		if err != nil {
+			out = Output{Unknown: true}
+			time.Sleep(20 * time.Millisecond)
+		}
+		rec.Add(id, call, in, out)
+	}
 }

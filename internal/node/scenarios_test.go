@@ -2,9 +2,7 @@ package node_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math/rand/v2"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -16,6 +14,7 @@ import (
 	"github.com/shoal-kv/shoal/internal/controller"
 	"github.com/shoal-kv/shoal/internal/keyspace"
 	"github.com/shoal-kv/shoal/internal/linearize"
+	"github.com/shoal-kv/shoal/internal/linearize/redisstore"
 	"github.com/shoal-kv/shoal/internal/node/nodetest"
 )
 
@@ -163,50 +162,14 @@ func TestLinearizableDuringReconfiguration(t *testing.T) {
 	keys := []string{"a", "b", "c", "d", "{a}x"}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var stores []linearize.Store
+	for _, a := range addrs {
+		cl := redis.NewClient(&redis.Options{Addr: a, Protocol: 2, MaxRetries: -1, ReadTimeout: 10 * time.Second})
+		defer cl.Close()
+		stores = append(stores, redisstore.New(cl))
+	}
 	for client := range 5 {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(client), 11))
-			cls := make([]*redis.Client, len(addrs))
-			for i, a := range addrs {
-				cls[i] = redis.NewClient(&redis.Options{Addr: a, Protocol: 2, MaxRetries: -1, ReadTimeout: 10 * time.Second})
-				defer cls[i].Close()
-			}
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				cl, key := cls[rng.IntN(len(cls))], keys[rng.IntN(len(keys))]
-				val := fmt.Sprintf("%d.%d;", client, n)
-				in := linearize.Input{Key: key, Value: val}
-				call := rec.Now()
-				var out linearize.Output
-				var err error
-				switch r := rng.IntN(10); {
-				case r < 4:
-					in.Kind, in.Value = linearize.Get, ""
-					var v string
-					v, err = cl.Get(ctx, key).Result()
-					if errors.Is(err, redis.Nil) {
-						err = nil
-					} else {
-						out = linearize.Output{Value: v, Found: err == nil}
-					}
-				case r < 6:
-					in.Kind = linearize.Put
-					err = cl.Set(ctx, key, val, 0).Err()
-				default:
-					in.Kind = linearize.Append
-					err = cl.Append(ctx, key, val).Err()
-				}
-				if err != nil {
-					out = linearize.Output{Unknown: true}
-					time.Sleep(20 * time.Millisecond)
-				}
-				rec.Add(client, call, in, out)
-			}
-		})
+		wg.Go(func() { linearize.RunClient(ctx, rec, client, 11, keys, stores, stop) })
 	}
 	for _, change := range []func(){func() { c.Join(2) }, func() { c.Join(3) }, func() { c.Leave(1) }, func() { c.Join(1) }, func() { c.Leave(2) }} {
 		time.Sleep(700 * time.Millisecond)
