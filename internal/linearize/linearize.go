@@ -5,8 +5,8 @@ package linearize
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"math"
+	"math/rand/v2"
 	"sync"
 	"time"
 
