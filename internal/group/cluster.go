@@ -406,7 +406,8 @@ func (g *Group) RangeOps(r keyspace.Range) uint64 {
 	return n
 }
 
-// RangeLoad returns the requests counted so far and the pairs stored for the slots of r.
-func (g *Group) RangeLoad(r keyspace.Range) (ops uint64, keys int64) {
-	return g.RangeOps(r), int64(g.tab.RangeLen(r))
+// RangeLoad returns the requests counted so far, and the pairs and bytes stored, for the slots
+// of r.
+func (g *Group) RangeLoad(r keyspace.Range) (ops uint64, keys, bytes int64) {
+	return g.RangeOps(r), int64(g.tab.RangeLen(r)), g.tab.RangeBytes(r)
 }

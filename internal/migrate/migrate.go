@@ -27,7 +27,7 @@ type Group interface {
 	ProposeConfig(ctx context.Context, cfg *controller.Config) (bool, error)
 	Install(ctx context.Context, num uint64, data []byte) (int64, error)
 	MarkCleaned(ctx context.Context, num uint64, r keyspace.Range) error
-	RangeLoad(r keyspace.Range) (ops uint64, keys int64)
+	RangeLoad(r keyspace.Range) (ops uint64, keys, bytes int64)
 }
 
 // Reporter receives load reports (the controller, when it supports them).
@@ -348,14 +348,14 @@ func (d *Driver) report(ctx context.Context, rep Reporter, elapsed time.Duration
 		if sh.Group != d.cfg.GroupID {
 			continue
 		}
-		ops, keys := d.cfg.Group.RangeLoad(sh.Range)
+		ops, keys, bytes := d.cfg.Group.RangeLoad(sh.Range)
 		prev, known := lastOps[sh.Range]
 		lastOps[sh.Range] = ops
 		seen[sh.Range] = true
 		if !known || ops < prev {
 			continue // first sight of this shard: no rate yet
 		}
-		r.Shards = append(r.Shards, controller.ShardLoad{Range: sh.Range, OpsPerSec: float64(ops-prev) / elapsed.Seconds(), Keys: keys})
+		r.Shards = append(r.Shards, controller.ShardLoad{Range: sh.Range, OpsPerSec: float64(ops-prev) / elapsed.Seconds(), Keys: keys, Bytes: bytes})
 	}
 	for k := range lastOps {
 		if !seen[k] {

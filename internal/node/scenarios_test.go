@@ -198,3 +198,109 @@ func TestLinearizableDuringReconfiguration(t *testing.T) {
 		t.Fatalf("history not linearizable (%v); visualisation at %s", res, viz)
 	}
 }
+
+// TestSnapshotsAndFullRestart: with small snapshot intervals, shards move back and forth, then
+// every node of every group restarts from its snapshots and WAL; all values survive exactly.
+func TestSnapshotsAndFullRestart(t *testing.T) {
+	c := nodetest.NewCluster(t, 3, 3)
+	ctx := context.Background()
+	cfg := c.Join(1)
+	c.WaitSettled(cfg.Num)
+	cl := plain(c.Addrs()[0])
+	defer cl.Close()
+	want := map[string]string{}
+	write := func(round int) {
+		for i := range 300 {
+			k := fmt.Sprintf("s:%d", i)
+			if err := cl.Append(ctx, k, fmt.Sprintf("%d,", round)).Err(); err != nil {
+				t.Fatal(err)
+			}
+			want[k] += fmt.Sprintf("%d,", round)
+		}
+	}
+	write(0)
+	c.Join(2)
+	write(1)
+	c.Leave(1)
+	write(2)
+	c.Join(3)
+	cfg = c.Join(1)
+	write(3)
+	c.WaitSettled(cfg.Num)
+	snapshotted := 0
+	for _, gid := range c.GroupIDs() {
+		if st := c.Groups[gid].Nodes[1].Raft().Status(); st.SnapshotIndex > 0 {
+			snapshotted++
+		}
+	}
+	if snapshotted < 2 {
+		t.Fatalf("only %d groups took a snapshot: the restart would not exercise snapshot recovery", snapshotted)
+	}
+	for _, gid := range c.GroupIDs() {
+		c.StopGroup(gid)
+	}
+	for _, gid := range c.GroupIDs() {
+		c.StartGroup(gid)
+	}
+	cl2 := plain(c.Addrs()[4])
+	defer cl2.Close()
+	for k, v := range want {
+		if got, err := cl2.Get(ctx, k).Result(); err != nil || got != v {
+			t.Fatalf("after full restart %s = %q, %v; want %q", k, got, err, v)
+		}
+	}
+}
+
+// TestLoadReportsDriveRebalance: one group's shards get all the traffic; the leaders' load
+// reports reach the controller, and a load rebalance moves work off the busy group.
+func TestLoadReportsDriveRebalance(t *testing.T) {
+	c := nodetest.NewCluster(t, 2, 3)
+	ctx := context.Background()
+	c.JoinAll()
+	hot := c.KeysOwnedBy(1, 50, "hot")
+	cl := plain(c.GroupAddrs(1)[0])
+	defer cl.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	var loads map[uint64]float64
+	for time.Now().Before(deadline) {
+		for _, k := range hot {
+			if err := cl.Set(ctx, k, "x", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		loads = map[uint64]float64{}
+		c.Ctrl.Do(t, func(st *controller.State) (controller.Config, error) {
+			for _, l := range st.Reports() {
+				for _, s := range l.Shards {
+					loads[l.Group] += s.OpsPerSec
+				}
+			}
+			return st.Latest(), nil
+		})
+		if loads[1] > 50 {
+			break
+		}
+	}
+	if loads[1] <= 50 {
+		t.Fatalf("no load report shows group 1's traffic: %v", loads)
+	}
+	before, _ := c.Ctrl.Query(ctx, -1)
+	after := c.Ctrl.Do(t, func(st *controller.State) (controller.Config, error) { return st.Rebalance() })
+	if after.Num == before.Num {
+		t.Fatalf("rebalance with group loads %v changed nothing", loads)
+	}
+	c.WaitSettled(after.Num)
+	moved := 0
+	for _, k := range hot {
+		if after.Owner(keyspace.SlotString(k)) == 2 {
+			moved++
+		}
+		if v, err := cl.Get(ctx, k).Result(); err != nil || v != "x" {
+			t.Fatalf("%s after rebalance = %q, %v", k, v, err)
+		}
+	}
+	if moved == 0 {
+		t.Fatalf("rebalance moved none of the hot keys to the idle group")
+	}
+	t.Logf("loads %v; rebalance moved %d of %d hot keys to group 2", loads, moved, len(hot))
+}

@@ -184,6 +184,21 @@ func (t *Table) RangeLen(r keyspace.Range) int {
 	return n
 }
 
+// RangeBytes returns the key and value bytes stored in the slots of r, in time proportional to
+// r.Len() (for load reports and shard sizes).
+func (t *Table) RangeBytes(r keyspace.Range) int64 {
+	lo, hi := clampRange(r)
+	var n int64
+	for slot := lo; slot < hi; slot++ {
+		if s := t.slots[slot].Load(); s != nil {
+			s.mu.RLock()
+			n += s.keyBytes + s.valBytes
+			s.mu.RUnlock()
+		}
+	}
+	return n
+}
+
 // Range calls fn for every pair in the slots of r, slot by slot, until fn returns false. Each
 // slot is visited under its read lock, so a slot's pairs are a consistent snapshot; key and val
 // are valid only during the call, and fn must not call methods of t (a writer waiting on the

@@ -36,6 +36,13 @@ func (m *MemController) Query(_ context.Context, num int64) (*controller.Config,
 	return &c, nil
 }
 
+// Report records a group's load report, as the controller service does.
+func (m *MemController) Report(_ context.Context, r controller.Report) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.st.Report(r)
+}
+
 // Do applies one change to the controller state.
 func (m *MemController) Do(t testing.TB, f func(st *controller.State) (controller.Config, error)) controller.Config {
 	t.Helper()
