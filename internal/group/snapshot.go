@@ -69,6 +69,11 @@ func (g *Group) Snapshot() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// SnapshotSize implements raftnode.Sizer: the key and value bytes a snapshot would hold.
+func (g *Group) SnapshotSize() int64 {
+	return g.tab.RangeBytes(keyspace.All())
+}
+
 // Restore implements raftnode.StateMachine.
 func (g *Group) Restore(data []byte) error {
 	if !bytes.HasPrefix(data, []byte(snapshotMagic)) {

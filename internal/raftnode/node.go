@@ -95,13 +95,14 @@ type Node struct {
 	log     *slog.Logger
 	sm      StateMachine
 	raft    raft.Node
-	storage *raft.MemoryStorage
+	storage *storage
 	wal     *wal.WAL
 	snaps   *snap.Snapshotter
 	trans   *transport.Transport
 
 	confState     raftpb.ConfState
 	snapshotIndex uint64
+	logBytes      int64 // entry bytes applied since the last snapshot
 	applied       atomic.Uint64
 	leader        atomic.Uint64
 	term          atomic.Uint64
@@ -132,7 +133,7 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 	if _, ok := cfg.Peers[cfg.ID]; !ok {
 		return nil, fmt.Errorf("raftnode: peers do not include this node's id %d", cfg.ID)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("raft", cfg.ID), sm: sm, storage: raft.NewMemoryStorage(), stopped: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("raft", cfg.ID), sm: sm, stopped: make(chan struct{})}
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("raftnode: data dir: %w", err)
 	}
@@ -140,6 +141,7 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 	if n.snaps, err = snap.New(filepath.Join(cfg.Dir, "snap"), n.log); err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
+	n.storage = &storage{MemoryStorage: raft.NewMemoryStorage(), snaps: n.snaps}
 	if n.wal, err = wal.Open(filepath.Join(cfg.Dir, "wal"), n.log); err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
@@ -159,7 +161,7 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 	}
 	restart := !raft.IsEmptySnap(snapshot) || !raft.IsEmptyHardState(st.HardState) || len(st.Entries) > 0
 	if !raft.IsEmptySnap(snapshot) {
-		if err := n.storage.ApplySnapshot(snapshot); err != nil {
+		if err := n.storage.applySnapshot(snapshot); err != nil {
 			return nil, fmt.Errorf("raftnode: apply snapshot: %w", err)
 		}
 		if err := sm.Restore(snapshot.Data); err != nil {
@@ -382,7 +384,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		return fmt.Errorf("wal save: %w", err)
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
-		if err := n.storage.ApplySnapshot(rd.Snapshot); err != nil {
+		if err := n.storage.applySnapshot(rd.Snapshot); err != nil {
 			return fmt.Errorf("apply snapshot to storage: %w", err)
 		}
 		if err := n.sm.Restore(rd.Snapshot.Data); err != nil {
@@ -421,6 +423,7 @@ func (n *Node) apply(ents []raftpb.Entry) error {
 		case raftpb.EntryNormal:
 			if len(e.Data) > 0 {
 				n.sm.Apply(e.Index, e.Data)
+				n.logBytes += int64(len(e.Data))
 			}
 		case raftpb.EntryConfChange:
 			var cc raftpb.ConfChange
@@ -481,12 +484,25 @@ func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
 	}
 }
 
+// Sizer is optionally implemented by a StateMachine to report the bytes its snapshot would
+// hold, so snapshots can be spaced by how much the log has grown relative to the state.
+type Sizer interface {
+	SnapshotSize() int64
+}
+
 func (n *Node) maybeSnapshot() {
 	applied := n.applied.Load()
 	snapIdx := atomic.LoadUint64(&n.snapshotIndex)
 	if applied-snapIdx < n.cfg.SnapshotEntries {
 		return
 	}
+	// A snapshot rewrites the whole state; taking one only once the log since the last one has
+	// grown to half the state's size keeps its cost per written byte constant however large the
+	// state is (a fixed entry count would make loading a big dataset quadratic).
+	if sz, ok := n.sm.(Sizer); ok && n.logBytes < sz.SnapshotSize()/2 {
+		return
+	}
+	n.logBytes = 0
 	if err := n.snapshot(applied); err != nil {
 		n.log.Warn("snapshot failed", "index", applied, "err", err)
 	}
@@ -499,10 +515,12 @@ func (n *Node) snapshot(applied uint64) error {
 		return fmt.Errorf("state machine snapshot: %w", err)
 	}
 	cs := n.confState
-	s, err := n.storage.CreateSnapshot(applied, &cs, data)
+	// The data goes to its file; raft's storage keeps only the metadata (see storage).
+	s, err := n.storage.CreateSnapshot(applied, &cs, nil)
 	if err != nil {
 		return fmt.Errorf("create snapshot: %w", err)
 	}
+	s.Data = data
 	if err := n.snaps.Save(s); err != nil {
 		return fmt.Errorf("save snapshot: %w", err)
 	}
