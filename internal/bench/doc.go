@@ -1,0 +1,13 @@
+// Package bench measures Shoal side by side with its peers — a single redis-server, a 3-master
+// Redis Cluster and a 3-member etcd cluster — on this machine, in one run, and writes the
+// results as docs/BENCHMARKS.md with PNG plots.
+//
+// Two load generators drive every target so that each comparison uses the same client:
+// redis-benchmark (for the RESP targets; its --csv output is parsed here) and the package's own
+// Go generator, which speaks RESP (routing by slot with CLUSTER SLOTS for cluster targets) and
+// etcd's v3 JSON HTTP gateway. The Go generator adds what redis-benchmark lacks: a fixed-duration
+// concurrency sweep, zipfian keys, read/write mixes, an etcd driver and a latency histogram.
+//
+// The package starts the peers itself as child processes on 127.0.0.1 in a temporary directory
+// and stops exactly those processes, by pid, however the run ends.
+package bench

@@ -1,0 +1,150 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Proc is one child process started by a Procs.
+type Proc struct {
+	Name string
+	Log  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// PID returns the process id.
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
+// Procs owns the peer processes of a run and stops exactly those, by pid. Its zero value is
+// ready to use; it is safe for concurrent use.
+type Procs struct {
+	mu    sync.Mutex
+	procs []*Proc
+	log   *slog.Logger
+}
+
+// NewProcs returns an empty set that logs to log.
+func NewProcs(log *slog.Logger) *Procs { return &Procs{log: log} }
+
+// Start starts argv with its output in logPath. The child gets its own process group so that a
+// Ctrl-C at the terminal reaches only the benchmark, which then stops its children in order
+// instead of them dying mid-measurement.
+func (ps *Procs) Start(name, dir, logPath string, argv ...string) (*Proc, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &Proc{Name: name, Log: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+	ps.mu.Lock()
+	ps.procs = append(ps.procs, p)
+	ps.mu.Unlock()
+	if ps.log != nil {
+		ps.log.Debug("started", "name", name, "pid", p.PID())
+	}
+	return p, nil
+}
+
+// Running reports whether p has not exited.
+func (p *Proc) Running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// StopAll sends SIGTERM to every process it started, by pid, waits up to 10 s for each, then
+// SIGKILLs what is left. It is idempotent.
+func (ps *Procs) StopAll() {
+	ps.mu.Lock()
+	procs := ps.procs
+	ps.procs = nil
+	ps.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Go(func() {
+			if !p.Running() {
+				return
+			}
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.done:
+			case <-time.After(10 * time.Second):
+				_ = p.cmd.Process.Kill()
+				<-p.done
+			}
+			if ps.log != nil {
+				ps.log.Debug("stopped", "name", p.Name, "pid", p.PID())
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// freePort returns a port free on 127.0.0.1 whose +offset is free too (Redis Cluster's bus
+// listens on port+10000); offset 0 checks only the port.
+func freePort(offset int) (int, error) {
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("free port: %w", err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		if offset == 0 {
+			l.Close()
+			return p, nil
+		}
+		if p+offset > 65535 {
+			l.Close()
+			continue
+		}
+		l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+offset))
+		l.Close()
+		if err == nil {
+			l2.Close()
+			return p, nil
+		}
+	}
+	return 0, errors.New("free port: none found")
+}
+
+// waitFor polls ready every 100 ms until it returns nil, the timeout passes or ctx ends.
+func waitFor(ctx context.Context, timeout time.Duration, what string, ready func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := ready()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready after %v: %w", what, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
