@@ -127,39 +127,64 @@ func (g *Group) Table() *table.Table { return g.tab }
 
 // propose replicates a command and waits for its result.
 func (g *Group) propose(ctx context.Context, c *command) (result, error) {
+	p, err := g.start(ctx, c)
+	if err != nil {
+		return result{}, err
+	}
+	return p.wait(ctx)
+}
+
+// pending is a proposed command whose result has not arrived yet.
+type pending struct {
+	g  *Group
+	id uint64
+	ch chan result
+}
+
+// start proposes a command and returns without waiting for it to commit. Commands started by
+// one goroutine enter the log in the order they were started.
+func (g *Group) start(ctx context.Context, c *command) (*pending, error) {
 	if s, ok := SessionFrom(ctx); ok {
 		c.clientID, c.seq, c.acked = s.ClientID, s.Seq, s.Acked
 	}
 	c.reqID = g.reqID.Add(1)
-	ch := make(chan result, 1)
+	p := &pending{g: g, id: c.reqID, ch: make(chan result, 1)}
 	g.waitMu.Lock()
-	g.waiters[c.reqID] = ch
+	g.waiters[c.reqID] = p.ch
 	g.waitMu.Unlock()
-	defer func() {
-		g.waitMu.Lock()
-		delete(g.waiters, c.reqID)
-		g.waitMu.Unlock()
-	}()
 	data := c.encode(make([]byte, 0, c.size()))
 	backoff := 10 * time.Millisecond
 	for {
 		err := g.r.Propose(ctx, data)
 		if err == nil {
-			break
+			return p, nil
 		}
 		// A dropped proposal was never appended, so proposing it again cannot apply it twice.
 		if !errors.Is(err, raft.ErrProposalDropped) {
-			return result{}, fmt.Errorf("propose: %w", err)
+			p.forget()
+			return nil, fmt.Errorf("propose: %w", err)
 		}
 		select {
 		case <-ctx.Done():
-			return result{}, fmt.Errorf("%w: %w", ErrNotLeader, ctx.Err())
+			p.forget()
+			return nil, fmt.Errorf("%w: %w", ErrNotLeader, ctx.Err())
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 200*time.Millisecond)
 	}
+}
+
+func (p *pending) forget() {
+	p.g.waitMu.Lock()
+	delete(p.g.waiters, p.id)
+	p.g.waitMu.Unlock()
+}
+
+// wait returns the command's result once this replica applied it.
+func (p *pending) wait(ctx context.Context) (result, error) {
+	defer p.forget()
 	select {
-	case res := <-ch:
+	case res := <-p.ch:
 		return res, res.err
 	case <-ctx.Done():
 		return result{}, fmt.Errorf("waiting for commit: %w", ctx.Err())

@@ -73,16 +73,7 @@ func (g *Group) Exists(ctx context.Context, keys [][]byte) (int64, error) {
 
 // Set writes a value with SET's NX/XX/GET options.
 func (g *Group) Set(ctx context.Context, a SetArgs) (SetResult, error) {
-	c := command{op: opSet, args: [][]byte{a.Key, a.Val}}
-	if a.NX {
-		c.flags |= setNX
-	}
-	if a.XX {
-		c.flags |= setXX
-	}
-	if a.Get {
-		c.flags |= setGet
-	}
+	c := command{op: opSet, args: [][]byte{a.Key, a.Val}, flags: setFlags(a)}
 	res, err := g.propose(ctx, &c)
 	if err != nil {
 		return SetResult{}, err

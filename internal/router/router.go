@@ -36,6 +36,7 @@ type Local interface {
 	DBSize(ctx context.Context) (int64, error)
 	Info(section string) string
 	Serves(slot uint16) bool
+	Start(ctx context.Context, w group.Write) (group.Wait, error)
 }
 
 // Peers sends a command to another node.
@@ -317,4 +318,37 @@ func (r *Router) Info(section string) string {
 		}
 	}
 	return s
+}
+
+// ErrNotLocal is returned by StartWrite for a write that cannot be started without waiting:
+// some key is not served by the local group right now. The caller runs it the ordinary way.
+var ErrNotLocal = errors.New("write not served locally")
+
+// StartWrite proposes a write whose keys the local group serves and returns without waiting
+// for it to apply, so that a pipeline of writes shares commit latency.
+func (r *Router) StartWrite(ctx context.Context, w group.Write) (group.Wait, error) {
+	serves := func(k []byte) bool { return r.cfg.Local.Serves(keyspace.Slot(k)) }
+	switch w.Op {
+	case group.WriteSet:
+		if !serves(w.Set.Key) {
+			return nil, ErrNotLocal
+		}
+	case group.WriteMSet:
+		for i := 0; i < len(w.Args); i += 2 {
+			if !serves(w.Args[i]) {
+				return nil, ErrNotLocal
+			}
+		}
+	case group.WriteDel:
+		for _, k := range w.Args {
+			if !serves(k) {
+				return nil, ErrNotLocal
+			}
+		}
+	default:
+		if len(w.Args) == 0 || !serves(w.Args[0]) {
+			return nil, ErrNotLocal
+		}
+	}
+	return r.cfg.Local.Start(ctx, w)
 }

@@ -43,18 +43,9 @@ const errStaleSeq = "STALE sequence number already acknowledged"
 const maxWrapDepth = 2
 
 func cmdShoalAt(c *conn, args [][]byte) {
-	var s group.Session
-	var err error
-	if s.ClientID, err = strconv.ParseUint(string(args[1]), 10, 64); err != nil || s.ClientID == 0 {
-		c.w.Error("ERR invalid client id")
-		return
-	}
-	if s.Seq, err = strconv.ParseUint(string(args[2]), 10, 64); err != nil {
-		c.w.Error("ERR invalid sequence number")
-		return
-	}
-	if s.Acked, err = strconv.ParseUint(string(args[3]), 10, 64); err != nil {
-		c.w.Error("ERR invalid acknowledged sequence number")
+	s, ok := parseSession(args)
+	if !ok {
+		c.w.Error("ERR invalid session: SHOAL.AT clientid(>0) seq acked command...")
 		return
 	}
 	if c.wrapDepth >= maxWrapDepth {
@@ -67,6 +58,16 @@ func cmdShoalAt(c *conn, args [][]byte) {
 	c.exec(args[4:])
 	c.wrapDepth--
 	c.session = prev
+}
+
+// parseSession parses SHOAL.AT's client id, sequence number and acknowledged horizon.
+func parseSession(args [][]byte) (group.Session, bool) {
+	var s group.Session
+	var err1, err2, err3 error
+	s.ClientID, err1 = strconv.ParseUint(string(args[1]), 10, 64)
+	s.Seq, err2 = strconv.ParseUint(string(args[2]), 10, 64)
+	s.Acked, err3 = strconv.ParseUint(string(args[3]), 10, 64)
+	return s, err1 == nil && err2 == nil && err3 == nil && s.ClientID != 0
 }
 
 func cmdShoalFwd(c *conn, args [][]byte) {

@@ -103,10 +103,15 @@ func cmdSet(c *conn, args [][]byte) {
 		return
 	}
 	res, err := c.s.backend.Set(c.reqCtx(), a)
+	writeSetReply(c, a.Get, res, err)
+}
+
+// writeSetReply answers SET from its outcome.
+func writeSetReply(c *conn, get bool, res group.SetResult, err error) {
 	switch {
 	case err != nil:
 		c.backendError(err)
-	case a.Get:
+	case get:
 		// SET ... GET replies with the previous value whether or not the write happened.
 		if res.HadOld {
 			c.w.Bulk(res.Old)
@@ -120,7 +125,6 @@ func cmdSet(c *conn, args [][]byte) {
 	}
 }
 
-// cmdDel answers DEL key [key ...] with the number of keys removed.
 func cmdDel(c *conn, args [][]byte) {
 	n, err := c.s.backend.Del(c.reqCtx(), args[1:])
 	c.intReply(n, err)

@@ -45,6 +45,8 @@ type conn struct {
 	session   *group.Session
 	wrapDepth int
 
+	pipe []pendingReply // pipelined writes started and not yet answered, in order
+
 	// ctx is reused by successive commands while its deadline is at least half a
 	// RequestTimeout away: a fresh context per command would cost allocations on the GET/SET
 	// hot path, and this still bounds every command by RequestTimeout.
@@ -80,6 +82,7 @@ type flushingReader struct{ c *conn }
 
 func (fr flushingReader) Read(p []byte) (int, error) {
 	c := fr.c
+	c.drain()
 	if c.w.Buffered() > 0 {
 		if err := c.w.Flush(); err != nil {
 			return 0, err
@@ -112,6 +115,7 @@ func (c *conn) serve() {
 	for {
 		args, err := c.r.ReadCommand()
 		if err != nil {
+			c.drain() // replies owed for earlier commands go first
 			var pe *resp.ProtocolError
 			if errors.As(err, &pe) {
 				log.Debug("protocol error; closing", "id", c.id, "remote", c.addr, "err", pe.Error())
@@ -141,6 +145,10 @@ func (c *conn) serve() {
 func (c *conn) exec(args [][]byte) {
 	c.now = time.Now()
 	c.lastActive.Store(c.now.UnixNano())
+	if c.tryStart(args) {
+		return
+	}
+	c.drain()
 	cmd := c.lookupCommand(args[0])
 	if cmd == nil {
 		c.unknownCommand(args)
