@@ -22,6 +22,7 @@ func runController(ctx context.Context, args []string) error {
 	snapEntries := fs.Uint64("snapshot-entries", 1000, "applied entries between snapshots")
 	autoEvery := fs.Duration("auto-interval", controller.DefaultAutoInterval, "period of automatic load rebalancing (when turned on with 'shoal ctl auto on')")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	peerListen := fs.String("peer-listen", "", "address to accept raft peer connections on, when it differs from this replica's peer address in --peers (e.g. behind a proxy)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -46,7 +47,7 @@ func runController(ctx context.Context, args []string) error {
 		raftPeers[mid] = m.PeerAddr
 	}
 	svc, err := controller.StartService(ctx, controller.ServiceConfig{
-		ID: *id, Peers: raftPeers, Dir: *dir, TickInterval: *tick,
+		ID: *id, Peers: raftPeers, ListenAddr: *peerListen, Dir: *dir, TickInterval: *tick,
 		SnapshotEntries: *snapEntries, AutoInterval: *autoEvery, Logger: logger,
 	})
 	if err != nil {

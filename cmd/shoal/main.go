@@ -18,6 +18,8 @@ const usage = `usage: shoal <command> [flags]
 commands:
   server   run one server process (one replica of a group)
   demo     start a local cluster of server processes and show it working
+  check    run clients against a cluster while injecting faults, and check linearizability
+  bench    benchmark Shoal side by side with Redis, Redis Cluster and etcd; writes docs/BENCHMARKS.md
   version  print the version
 
 Run 'shoal <command> -h' for the flags of a command.
@@ -40,6 +42,10 @@ func main() {
 		err = runController(ctx, os.Args[2:])
 	case "ctl":
 		err = runCtl(ctx, os.Args[2:])
+	case "check":
+		err = runCheck(ctx, os.Args[2:])
+	case "bench":
+		err = runBench(ctx, os.Args[2:])
 	case "version":
 		fmt.Println("shoal 0.1.0")
 	case "-h", "--help", "help":

@@ -22,6 +22,7 @@ func runServer(ctx context.Context, args []string) error {
 	snapEntries := fs.Uint64("snapshot-entries", 20000, "applied entries between snapshots")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	ctl := fs.String("controller", "", "shard controller client addresses (comma-separated); empty: standalone group serving every slot")
+	peerListen := fs.String("peer-listen", "", "address to accept raft peer connections on, when it differs from this node's peer address in --peers (e.g. behind a proxy)")
 	rate := fs.Int64("migrate-rate", 0, "cap on bytes per second pulled during shard hand-offs (0: unlimited)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -39,7 +40,7 @@ func runServer(ctx context.Context, args []string) error {
 		return fmt.Errorf("--peers: %w", err)
 	}
 	n, err := node.Start(ctx, node.Config{
-		ID: *id, GroupID: *groupID, Dir: *dir, Members: members,
+		ID: *id, GroupID: *groupID, Dir: *dir, Members: members, PeerListen: *peerListen,
 		TickInterval: *tick, SnapshotEntries: *snapEntries, Logger: logger,
 		Controller: splitList(*ctl), NewController: node.ControllerClient, MigrateRate: *rate,
 	})

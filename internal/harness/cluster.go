@@ -24,6 +24,10 @@ type ClusterOptions struct {
 	// controller), peers 10000 above; 0 picks free ports.
 	BasePort  int
 	ExtraArgs []string // passed to every server and controller
+	// PrivatePeers makes every process listen for raft peers on a private free port
+	// (--peer-listen) while the others keep dialing its advertised peer address, so that a
+	// fault-injecting proxy can sit in between (see PeerListenAddr).
+	PrivatePeers bool
 }
 
 // NewCluster describes a fresh sharded cluster (not started yet). Controller nodes have group 0
@@ -97,6 +101,11 @@ func NewCluster(opts ClusterOptions) (*Cluster, error) {
 				"--dir", dir, "--peers", peers, "--controller", strings.Join(ctlAddrs, ",")}, opts.ExtraArgs...)
 			c.Specs = append(c.Specs, NodeSpec{ID: pid, Group: gid, RaftID: id, ClientAddr: m[id].ClientAddr, PeerAddr: m[id].PeerAddr,
 				Dir: dir, Log: filepath.Join(opts.Dir, fmt.Sprintf("group%d-node%d.log", gid, id)), Argv: argv})
+		}
+	}
+	if opts.PrivatePeers {
+		if err := c.usePrivatePeers(); err != nil {
+			return nil, err
 		}
 	}
 	return c, nil

@@ -1,0 +1,344 @@
+package check
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shoal-kv/shoal/internal/harness"
+)
+
+// The disk fault tests run real `shoal server` processes (a standalone group, no controller)
+// and damage their data directories between runs, or fill the disk under a running one.
+
+// startDiskGroup starts a standalone group of n processes and stops it when the test ends.
+// mutate, when not nil, edits the description before the start.
+func startDiskGroup(t *testing.T, n int, mutate func(*harness.Cluster)) (*harness.Cluster, uint64) {
+	t.Helper()
+	// Free ports are picked before the processes bind them, so another process on a busy
+	// machine can take one in between: start again on new ports when a process dies at once.
+	for attempt := 1; ; attempt++ {
+		c, err := harness.NewGroup(harness.Options{Exe: shoalExe, Dir: t.TempDir(), Replicas: n,
+			ExtraArgs: []string{"--tick", "50ms"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mutate != nil {
+			mutate(c)
+		}
+		if err := c.StartAll(); err != nil {
+			c.StopAll()
+			t.Fatal(err)
+		}
+		if id, died := earlyExit(c, 1500*time.Millisecond); died && attempt < 3 {
+			t.Logf("node %d exited at start (port taken?); starting again on new ports", id)
+			c.StopAll()
+			continue
+		}
+		t.Cleanup(func() {
+			c.StopAll()
+			if t.Failed() {
+				for _, s := range c.Specs {
+					if b, err := os.ReadFile(s.Log); err == nil {
+						t.Logf("--- log of node %d (last 2000 bytes):\n%s", s.ID, b[max(0, len(b)-2000):])
+					}
+				}
+			}
+		})
+		leader, err := c.WaitLeader(t.Context(), 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, leader
+	}
+}
+
+// writeKeys sets n keys through addr and returns what was acknowledged.
+func writeKeys(t *testing.T, addr, prefix string, n int) map[string]string {
+	t.Helper()
+	acked := make(map[string]string, n)
+	for i := range n {
+		k, v := fmt.Sprintf("%s:%d", prefix, i), fmt.Sprintf("value-%d", i)
+		if _, err := call(t.Context(), addr, 10*time.Second, "SET", k, v); err != nil {
+			t.Fatalf("set %s: %v", k, err)
+		}
+		acked[k] = v
+	}
+	return acked
+}
+
+// readAll checks, retrying until deadline, that every key reads its value through addr.
+func readAll(t *testing.T, addr string, want map[string]string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for k, v := range want {
+		for {
+			got, err := call(t.Context(), addr, 5*time.Second, "GET", k)
+			if err == nil && string(got.Str) == v {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("via %s: GET %s = %q, %v; want %q", addr, k, got.Str, err, v)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// newestSegment returns the path of the newest WAL segment in a node's data directory.
+func newestSegment(t *testing.T, dir string) string {
+	t.Helper()
+	segs, err := filepath.Glob(filepath.Join(dir, "wal", "*.wal"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("no WAL segment in %s: %v", dir, err)
+	}
+	slices.Sort(segs) // names are fixed-width hex sequence numbers
+	return segs[len(segs)-1]
+}
+
+// recordOffsets parses a segment's records ([4 length][1 type][4 crc][payload]) and returns the
+// offset and payload length of each.
+func recordOffsets(t *testing.T, b []byte) (offs, lens []int) {
+	t.Helper()
+	for off := 0; off+9 <= len(b); {
+		n := int(binary.LittleEndian.Uint32(b[off:]))
+		if n == 0 && b[off+4] == 0 || off+9+n > len(b) {
+			break
+		}
+		offs, lens = append(offs, off), append(lens, n)
+		off += 9 + n
+	}
+	return offs, lens
+}
+
+func logContains(t *testing.T, path, want string) bool {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Contains(string(b), want)
+}
+
+// logLine returns the first line of the file at path containing want.
+func logLine(t *testing.T, path, want string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if strings.Contains(line, want) {
+			return line
+		}
+	}
+	return ""
+}
+
+// TestTornWALTailIsTruncated: a node killed mid-write leaves a partial last record; at restart
+// the node truncates it, recovers, catches up from its peers and serves every acknowledged write.
+func TestTornWALTailIsTruncated(t *testing.T) {
+	c, leader := startDiskGroup(t, 3, nil)
+	acked := writeKeys(t, c.Addr(leader), "torn", 300)
+	victim := c.Specs[0].ID
+	if victim == leader {
+		victim = c.Specs[1].ID
+	}
+	spec := c.Specs[victim-1]
+	if err := c.Kill(victim); err != nil {
+		t.Fatal(err)
+	}
+	seg := newestSegment(t, spec.Dir)
+	st, err := os.Stat(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offs, _ := recordOffsets(t, b)
+	if len(offs) < 2 {
+		t.Fatalf("%s holds %d records; want several", seg, len(offs))
+	}
+	// Cut into the middle of the last record, as a crash during its write would.
+	last := int64(offs[len(offs)-1])
+	cut := last + (st.Size()-last)/2
+	if err := os.Truncate(seg, cut); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("truncated %s from %d to %d bytes (last record at %d)", seg, st.Size(), cut, last)
+	if err := c.Start(victim); err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, spec.ClientAddr, acked, 30*time.Second)
+	if l := logLine(t, spec.Log, "truncating torn tail"); l == "" {
+		t.Errorf("node %d's log does not report the torn tail it truncated", victim)
+	} else {
+		t.Logf("node log: %s", l)
+	}
+	// It takes writes again, through itself.
+	more := writeKeys(t, spec.ClientAddr, "after", 20)
+	readAll(t, c.Addr(leader), more, 10*time.Second)
+}
+
+// TestCorruptWALRecordRefusesStart: a damaged record in the middle of the log is not a torn tail
+// (valid records follow it, so it was once durable): the node must refuse to start, naming the
+// file and offset, rather than silently lose acknowledged entries.
+func TestCorruptWALRecordRefusesStart(t *testing.T) {
+	c, leader := startDiskGroup(t, 3, nil)
+	acked := writeKeys(t, c.Addr(leader), "corrupt", 300)
+	victim := c.Specs[0].ID
+	if victim == leader {
+		victim = c.Specs[1].ID
+	}
+	spec := c.Specs[victim-1]
+	if err := c.Kill(victim); err != nil {
+		t.Fatal(err)
+	}
+	seg := newestSegment(t, spec.Dir)
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offs, lens := recordOffsets(t, b)
+	i := len(offs) / 2
+	for i < len(offs) && lens[i] == 0 {
+		i++
+	}
+	if len(offs) < 10 || i >= len(offs)-1 {
+		t.Fatalf("%s holds %d records; want many", seg, len(offs))
+	}
+	pos := offs[i] + 9 + lens[i]/2
+	b[pos] ^= 0x40
+	if err := os.WriteFile(seg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("flipped a bit at byte %d of %s (record %d of %d, at offset %d)", pos, seg, i, len(offs), offs[i])
+	if err := c.Start(victim); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Exited(victim):
+	case <-time.After(30 * time.Second):
+		t.Fatalf("node %d started on a corrupt WAL", victim)
+	}
+	code, _ := c.ExitCode(victim)
+	if code == 0 {
+		t.Errorf("node %d exited with status 0 on a corrupt WAL", victim)
+	}
+	want := fmt.Sprintf("corrupt record in %s at offset %d", seg, offs[i])
+	if l := logLine(t, spec.Log, want); l == "" {
+		t.Errorf("node %d's log lacks %q", victim, want)
+	} else {
+		t.Logf("exit status %d; node log: %s", code, l)
+	}
+	// The other two keep the group serving everything.
+	readAll(t, c.Addr(leader), acked, 10*time.Second)
+}
+
+// TestDiskFullFailsWritesAndRecovers fills the filesystem under a single-node group's data
+// directory (a small tmpfs, so root is needed to mount it): writes must fail with an error
+// rather than be acknowledged, the log must say the disk is full, and once space returns the
+// node, restarted, serves every write acknowledged before and takes new ones.
+func TestDiskFullFailsWritesAndRecovers(t *testing.T) {
+	mnt := filepath.Join(t.TempDir(), "small-disk")
+	if err := os.MkdirAll(mnt, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs (%v: %s); the disk-full test needs one", err, strings.TrimSpace(string(out)))
+	}
+	// Registered first, so it runs last: after the node is stopped.
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", mnt, err, out)
+		}
+	})
+	// Only the data directory goes on the small disk; the log stays where it can be written.
+	c, _ := startDiskGroup(t, 1, func(c *harness.Cluster) {
+		s := &c.Specs[0]
+		s.Dir = filepath.Join(mnt, "node1")
+		s.Argv[slices.Index(s.Argv, "--dir")+1] = s.Dir
+		_ = os.RemoveAll(s.Dir) // a previous attempt's
+	})
+	spec := &c.Specs[0]
+	id := spec.ID
+	addr := spec.ClientAddr
+	acked := writeKeys(t, addr, "full", 100)
+
+	filler := filepath.Join(mnt, "filler")
+	fillDisk(t, filler)
+	var werr error
+	for i := range 20 {
+		if _, werr = call(t.Context(), addr, 8*time.Second, "SET", fmt.Sprintf("nospace:%d", i), strings.Repeat("x", 4096)); werr != nil {
+			break
+		}
+		acked[fmt.Sprintf("nospace:%d", i)] = strings.Repeat("x", 4096) // fit in what was left
+	}
+	if werr == nil {
+		t.Fatal("writes kept succeeding on a full disk")
+	}
+	t.Logf("write on a full disk: %v", werr)
+	deadline := time.Now().Add(10 * time.Second)
+	for !logContains(t, spec.Log, "disk full") {
+		if time.Now().After(deadline) {
+			t.Fatal("the node's log does not say the disk is full")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("node log: %s", logLine(t, spec.Log, "disk full"))
+
+	// Space returns.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop(id); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitLeader(t.Context(), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, addr, acked, 30*time.Second)
+	more := writeKeys(t, addr, "after", 20)
+	readAll(t, addr, more, 10*time.Second)
+}
+
+// fillDisk writes a file until the filesystem is full.
+func fillDisk(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("fill %s: %v", path, err)
+			}
+			break
+		}
+	}
+	// Small writes use up the last partial block, so that the next WAL append fails.
+	for {
+		if _, err := f.Write(buf[:512]); err != nil {
+			break
+		}
+	}
+}
