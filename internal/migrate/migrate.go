@@ -54,6 +54,9 @@ type Config struct {
 	Peers      Peers
 	// Learn is told every configuration the driver sees (the node's delegation map).
 	Learn func(*controller.Config)
+	// LearnLeaders is told, every few seconds, the raft leader (node id) of each other group, so
+	// that requests and CLUSTER SLOTS go straight to leaders instead of through a follower.
+	LearnLeaders func(map[uint64]uint64)
 	// ChunkBytes bounds one pulled chunk (and so one raft entry); default 1 MiB.
 	ChunkBytes int
 	// RateLimit caps pulled bytes per second; 0 means unlimited.
@@ -151,7 +154,7 @@ func b2i(b bool) int {
 func (d *Driver) Run(ctx context.Context) {
 	t := time.NewTicker(d.cfg.Interval)
 	defer t.Stop()
-	var lastLearn, lastReport time.Time
+	var lastLearn, lastReport, lastLeaders time.Time
 	lastOps := map[keyspace.Range]uint64{}
 	for {
 		select {
@@ -167,6 +170,10 @@ func (d *Driver) Run(ctx context.Context) {
 				d.cfg.Learn(c)
 				lastLearn = time.Now()
 			}
+		}
+		if d.cfg.LearnLeaders != nil && time.Since(lastLeaders) > 20*d.cfg.Interval {
+			lastLeaders = time.Now()
+			d.learnLeaders(ctx)
 		}
 		if !d.cfg.IsLeader() {
 			continue
@@ -370,4 +377,42 @@ func (d *Driver) report(ctx context.Context, rep Reporter, elapsed time.Duration
 	if err := rep.Report(rctx, r); err != nil {
 		d.log.Debug("load report", "err", err)
 	}
+}
+
+// learnLeaders asks one node of every other group of the newest configuration for its raft
+// leader.
+func (d *Driver) learnLeaders(ctx context.Context) {
+	cfg, err := d.query(ctx, -1)
+	if err != nil {
+		return
+	}
+	leaders := make(map[uint64]uint64, len(cfg.Groups))
+	for gid, g := range cfg.Groups {
+		if gid == d.cfg.GroupID {
+			continue
+		}
+		for _, n := range g.Nodes {
+			cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			v, err := d.cfg.Peers.Do(cctx, n.Addr, []byte("INFO"), []byte("raft"))
+			cancel()
+			if err != nil || v.Type == '-' {
+				continue
+			}
+			if id := infoUint(string(v.Str), "raft_leader"); id != 0 {
+				leaders[gid] = id
+				break
+			}
+		}
+	}
+	d.cfg.LearnLeaders(leaders)
+}
+
+func infoUint(info, field string) uint64 {
+	for line := range strings.SplitSeq(info, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimRight(line, "\r"), ":"); ok && k == field {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }

@@ -60,8 +60,20 @@ type Config struct {
 
 // Router routes requests. Its zero delegation map (standalone mode) sends everything local.
 type Router struct {
-	cfg    Config
-	latest atomic.Pointer[controller.Config]
+	cfg     Config
+	latest  atomic.Pointer[controller.Config]
+	leaders atomic.Pointer[map[uint64]uint64] // other groups' raft leaders, as last learned
+}
+
+// SetLeaders records the raft leaders (node ids) of other groups.
+func (r *Router) SetLeaders(m map[uint64]uint64) { r.leaders.Store(&m) }
+
+// Leader returns group gid's raft leader as last learned, or 0.
+func (r *Router) Leader(gid uint64) uint64 {
+	if m := r.leaders.Load(); m != nil {
+		return (*m)[gid]
+	}
+	return 0
 }
 
 // New creates a router.
@@ -123,6 +135,14 @@ func (r *Router) Locate(slot uint16) (local bool, addr string) {
 	g, ok := c.Groups[gid]
 	if !ok || len(g.Nodes) == 0 {
 		return false, ""
+	}
+	// The leader saves the owner a forwarding hop inside its group; any node would do.
+	if l := r.Leader(gid); l != 0 {
+		for _, n := range g.Nodes {
+			if n.ID == l {
+				return false, n.Addr
+			}
+		}
 	}
 	return false, g.Nodes[int(slot)%len(g.Nodes)].Addr
 }

@@ -72,6 +72,19 @@ func TestLocateAndForward(t *testing.T) {
 	if ok, addr := r.Locate(9000); ok || addr != "b:1" {
 		t.Fatalf("Locate(9000) = %v, %q", ok, addr)
 	}
+	// Once group 2's leader is known, requests for its slots go straight to it.
+	cfg := twoGroups()
+	cfg.Num = 6
+	cfg.Groups[2] = controller.Group{ID: 2, Nodes: []controller.Node{{ID: 1, Addr: "b:1"}, {ID: 2, Addr: "b:2"}, {ID: 3, Addr: "b:3"}}}
+	r.SetConfig(cfg)
+	r.SetLeaders(map[uint64]uint64{2: 3})
+	for _, slot := range []uint16{9000, 9001, 9002} {
+		if _, addr := r.Locate(slot); addr != "b:3" {
+			t.Fatalf("Locate(%d) = %q, want group 2's leader b:3", slot, addr)
+		}
+	}
+	r.SetLeaders(nil)
+	r.SetConfig(&controller.Config{Num: 7, Shards: twoGroups().Shards, Groups: twoGroups().Groups})
 	ctx := context.Background()
 	if v, ok, err := r.Get(ctx, keyIn(0, 8192)); err != nil || !ok || string(v) != "local" {
 		t.Fatalf("local get = %q %v %v", v, ok, err)
