@@ -30,6 +30,12 @@ func WriteReport(out string, res *Results) error {
 	}
 	var b strings.Builder
 	RenderMarkdown(&b, res, plots)
+	// Figures measured by other commands (the table's and the client's Go benchmarks) are kept
+	// by hand in bench/appendix.md and carried into every regenerated report.
+	if extra, err := os.ReadFile(filepath.Join(plotDir, "appendix.md")); err == nil {
+		b.WriteString("\n")
+		b.Write(extra)
+	}
 	if err := os.WriteFile(filepath.Join(out, "BENCHMARKS.md"), []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
