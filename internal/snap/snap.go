@@ -35,9 +35,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/shoal-kv/shoal/internal/fsio"
 )
 
 const (
@@ -321,24 +322,13 @@ func parseName(name string) (fileInfo, bool) {
 	return fileInfo{name: name, term: term, index: index}, true
 }
 
-// syncDir fsyncs a directory so that a rename into it is durable.
+// syncDir fsyncs a directory so that entries created, renamed or removed in it are durable.
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("snap: open dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return ioError("fsync dir "+dir, err)
+	if err := fsio.SyncDir(dir); err != nil {
+		return ioError("sync dir", err)
 	}
 	return nil
 }
 
-// ioError wraps err, calling out a full disk so that operators see the cause
-// at a glance.
-func ioError(op string, err error) error {
-	if errors.Is(err, syscall.ENOSPC) {
-		return fmt.Errorf("snap: %s: disk full: %w", op, err)
-	}
-	return fmt.Errorf("snap: %s: %w", op, err)
-}
+// ioError wraps err, calling out a full disk.
+func ioError(op string, err error) error { return fsio.Error("snap", op, err) }

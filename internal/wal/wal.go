@@ -65,9 +65,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/shoal-kv/shoal/internal/fsio"
 )
 
 // Record types. Zero is deliberately invalid so that a zero-filled header
@@ -515,25 +516,13 @@ func listSegments(dir string) ([]segment, error) {
 	return segs, nil
 }
 
-// syncDir fsyncs a directory so that created, renamed or removed entries are
-// durable.
+// syncDir fsyncs a directory so that entries created, renamed or removed in it are durable.
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return ioError("fsync dir "+dir, err)
+	if err := fsio.SyncDir(dir); err != nil {
+		return ioError("sync dir", err)
 	}
 	return nil
 }
 
-// ioError wraps err, calling out a full disk so that operators see the cause
-// at a glance.
-func ioError(op string, err error) error {
-	if errors.Is(err, syscall.ENOSPC) {
-		return fmt.Errorf("wal: %s: disk full: %w", op, err)
-	}
-	return fmt.Errorf("wal: %s: %w", op, err)
-}
+// ioError wraps err, calling out a full disk.
+func ioError(op string, err error) error { return fsio.Error("wal", op, err) }
