@@ -23,6 +23,7 @@ func runController(ctx context.Context, args []string) error {
 	autoEvery := fs.Duration("auto-interval", controller.DefaultAutoInterval, "period of automatic load rebalancing (when turned on with 'shoal ctl auto on')")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	peerListen := fs.String("peer-listen", "", "address to accept raft peer connections on, when it differs from this replica's peer address in --peers (e.g. behind a proxy)")
+	sec := addSecurityFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -42,6 +43,10 @@ func runController(ctx context.Context, args []string) error {
 	if !ok {
 		return fmt.Errorf("--peers does not list this replica's id %d", *id)
 	}
+	security, err := sec.load(false)
+	if err != nil {
+		return err
+	}
 	raftPeers := make(map[uint64]string, len(members))
 	for mid, m := range members {
 		raftPeers[mid] = m.PeerAddr
@@ -49,12 +54,14 @@ func runController(ctx context.Context, args []string) error {
 	svc, err := controller.StartService(ctx, controller.ServiceConfig{
 		ID: *id, Peers: raftPeers, ListenAddr: *peerListen, Dir: *dir, TickInterval: *tick,
 		SnapshotEntries: *snapEntries, AutoInterval: *autoEvery, Logger: logger,
+		PeerTLS: security.peerTLS(),
 	})
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
-	srv := controller.NewServer(controller.ServerConfig{Addr: me.ClientAddr, Backend: svc, Logger: logger})
+	srv := controller.NewServer(controller.ServerConfig{Addr: me.ClientAddr, Backend: svc, Logger: logger,
+		Auth: security.auth.Store, TLS: security.serverTLS()})
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}

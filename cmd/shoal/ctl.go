@@ -18,6 +18,7 @@ import (
 
 	"github.com/shoal-kv/shoal/internal/controller"
 	"github.com/shoal-kv/shoal/internal/keyspace"
+	"github.com/shoal-kv/shoal/internal/tlsconf"
 )
 
 const ctlUsage = `usage: shoal ctl --addr host:port[,host:port...] <command> [args]
@@ -47,6 +48,9 @@ func ctl(ctx context.Context, args []string, out io.Writer) error {
 	timeout := fs.Duration("timeout", 15*time.Second, "give up after this long (retries included)")
 	asJSON := fs.Bool("json", false, "print query and status replies as JSON")
 	wait := fs.Bool("wait", true, "after a change, show the hand-offs it causes until they are done")
+	user := fs.String("user", "", "user to AUTH as (changes need the admin right, query and status read)")
+	pass := fs.String("pass", "", "password to AUTH with (also read from $SHOAL_PASSWORD)")
+	caFile := fs.String("tls-ca", "", "connect with TLS, trusting this PEM CA bundle")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -63,6 +67,17 @@ func ctl(ctx context.Context, args []string, out io.Writer) error {
 	}
 	cl := controller.NewClient(addrs)
 	defer cl.Close()
+	cl.Username, cl.Password = *user, *pass
+	if cl.Password == "" {
+		cl.Password = os.Getenv("SHOAL_PASSWORD")
+	}
+	if *caFile != "" {
+		t, err := tlsconf.ClientOnly(*caFile)
+		if err != nil {
+			return err
+		}
+		cl.TLS = t
+	}
 	waitCtx := ctx // waiting for hand-offs is bounded only by the caller (Ctrl-C)
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -147,7 +162,7 @@ func ctl(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, "controller replica %d (%s), leader %d, term %d, auto rebalance %s\n",
 			st.Node.ID, st.Node.State, st.Node.Leader, st.Node.Term, onOff(st.Auto))
 		printConfig(out, st.Config, st.Shards)
-		printGroups(out, st.Config)
+		printGroups(out, access(cl), st.Config)
 		return nil
 	}
 	fs.Usage()
@@ -277,7 +292,7 @@ func settle(ctx context.Context, cl *controller.Client, out io.Writer, num uint6
 		done := true
 		var lines []string
 		for _, gid := range slices.Sorted(maps.Keys(groups)) {
-			p := groupProgress(groups[gid])
+			p := groupProgress(access(cl), groups[gid])
 			if p.config < num || !p.done {
 				done = false
 			}
@@ -320,11 +335,11 @@ func (p progress) String() string {
 
 // groupProgress asks a group's nodes for INFO migration and raft. Movement counters live on the
 // leader that did the work, so the largest figures win.
-func groupProgress(g controller.Group) progress {
+func groupProgress(acc harness.Access, g controller.Group) progress {
 	var p progress
 	p.leader = "?"
 	for _, n := range g.Nodes {
-		v, err := harness.Call(n.Addr, "INFO", "migration", "raft")
+		v, err := acc.Call(n.Addr, "INFO", "migration", "raft")
 		if err != nil {
 			continue
 		}
@@ -349,9 +364,15 @@ func groupProgress(g controller.Group) progress {
 }
 
 // printGroups prints each group's leader and hand-off state, asked of the group's nodes.
-func printGroups(out io.Writer, c controller.Config) {
+func printGroups(out io.Writer, acc harness.Access, c controller.Config) {
 	fmt.Fprintln(out)
 	for _, gid := range c.GroupIDs() {
-		fmt.Fprintf(out, "group %d: %s\n", gid, groupProgress(c.Groups[gid]))
+		fmt.Fprintf(out, "group %d: %s\n", gid, groupProgress(acc, c.Groups[gid]))
 	}
+}
+
+// access is how ctl reaches servers: with the controller client's TLS and credentials, which
+// an operator's user (read right at least) has on the servers too.
+func access(cl *controller.Client) harness.Access {
+	return harness.Access{TLS: cl.TLS, Username: cl.Username, Password: cl.Password}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shoal-kv/shoal/internal/harness"
+	"github.com/shoal-kv/shoal/internal/tlsconf"
 )
 
 func runDemo(ctx context.Context, args []string) error {
@@ -21,6 +22,7 @@ func runDemo(ctx context.Context, args []string) error {
 	groups := fs.Int("groups", 3, "replica groups")
 	replicas := fs.Int("replicas", 3, "replicas per group")
 	controllers := fs.Int("controllers", 3, "shard controller replicas")
+	useTLS := fs.Bool("tls", false, "generate a throwaway CA and node certificate in DIR/tls and run every port (client, peer, controller) over TLS")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -38,10 +40,29 @@ func runDemo(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(abs, 0o750); err != nil {
 		return err
 	}
-	c, err := demoCluster(abs, *basePort, *groups, *replicas, *controllers)
+	tlsDir := filepath.Join(abs, "tls")
+	if _, err := os.Stat(filepath.Join(tlsDir, tlsconf.CAFile)); err == nil {
+		*useTLS = true // a TLS demo restarted on its directory stays TLS
+	}
+	var extra []string
+	var access harness.Access
+	var files tlsconf.Files
+	if *useTLS {
+		if files, err = tlsconf.GenerateDemo(tlsDir); err != nil {
+			return err
+		}
+		set, err := tlsconf.Load(files)
+		if err != nil {
+			return err
+		}
+		extra = []string{"--tls-cert", files.Cert, "--tls-key", files.Key, "--tls-ca", files.CA}
+		access.TLS = set.Client
+	}
+	c, err := demoCluster(abs, *basePort, *groups, *replicas, *controllers, extra...)
 	if err != nil {
 		return err
 	}
+	c.Access = access
 	defer c.StopAll()
 	if err := c.StartAll(); err != nil {
 		return err
@@ -63,9 +84,16 @@ func runDemo(ctx context.Context, args []string) error {
 		fmt.Printf("  %-10s pid %-7d client %s  log %s\n", role, n.PID, n.ClientAddr, n.Log)
 	}
 	ctl := c.ControllerAddrs()[0]
-	fmt.Printf("\nconnect with:  redis-cli -c -p %d        (any node; plain clients are forwarded to the owner)\n", *basePort)
-	fmt.Printf("benchmark:     redis-benchmark -p %d -t set,get -n 100000 -c 50\n", *basePort)
-	fmt.Printf("operate:       go run ./cmd/shoal ctl --addr %s status   (also join, leave, move, split, merge, rebalance)\n", ctl)
+	if *useTLS {
+		fmt.Printf("\nTLS on every port; CA %s, node certificate %s\n", files.CA, files.Cert)
+		fmt.Printf("connect with:  redis-cli --tls --cacert %s -c -p %d\n", files.CA, *basePort)
+		fmt.Printf("benchmark:     redis-benchmark --tls --cacert %s -p %d -t set,get -n 100000 -c 50\n", files.CA, *basePort)
+		fmt.Printf("operate:       go run ./cmd/shoal ctl --tls-ca %s --addr %s status\n", files.CA, ctl)
+	} else {
+		fmt.Printf("\nconnect with:  redis-cli -c -p %d        (any node; plain clients are forwarded to the owner)\n", *basePort)
+		fmt.Printf("benchmark:     redis-benchmark -p %d -t set,get -n 100000 -c 50\n", *basePort)
+		fmt.Printf("operate:       go run ./cmd/shoal ctl --addr %s status   (also join, leave, move, split, merge, rebalance)\n", ctl)
+	}
 	fmt.Println("press Ctrl-C to stop the cluster (run the demo again on the same --dir to bring it back with its data)")
 	exited := make(chan uint64, len(c.Specs))
 	for _, s := range c.Specs {
@@ -91,7 +119,7 @@ func runDemo(ctx context.Context, args []string) error {
 
 // demoCluster describes the cluster: the previous one from nodes.json when the directory holds
 // one, so a second run brings the same cluster back with its data; a new one otherwise.
-func demoCluster(dir string, basePort, groups, replicas, controllers int) (*harness.Cluster, error) {
+func demoCluster(dir string, basePort, groups, replicas, controllers int, extraArgs ...string) (*harness.Cluster, error) {
 	exe, err := installBinary(dir)
 	if err != nil {
 		return nil, err
@@ -110,7 +138,7 @@ func demoCluster(dir string, basePort, groups, replicas, controllers int) (*harn
 		}
 	}
 	return harness.NewCluster(harness.ClusterOptions{Exe: exe, Dir: dir, Groups: groups, Replicas: replicas,
-		Controllers: controllers, BasePort: basePort})
+		Controllers: controllers, BasePort: basePort, ExtraArgs: extraArgs})
 }
 
 // installBinary copies the running executable into the demo directory: `go run` builds into a
@@ -158,24 +186,24 @@ func showWorking(c *harness.Cluster) error {
 	}
 	first := data[0]
 	fmt.Printf("\nSET demo:greeting \"hello from shoal\" via group %d: ", first.Group)
-	v, err := harness.Call(first.ClientAddr, "SET", "demo:greeting", "hello from shoal")
+	v, err := c.Access.Call(first.ClientAddr, "SET", "demo:greeting", "hello from shoal")
 	if err != nil {
 		return err
 	}
 	fmt.Println(string(v.Str))
 	for _, n := range data {
-		v, err := harness.Call(n.ClientAddr, "GET", "demo:greeting")
+		v, err := c.Access.Call(n.ClientAddr, "GET", "demo:greeting")
 		if err != nil {
 			return err
 		}
 		fmt.Printf("GET demo:greeting via %s (group %d): %q\n", n.ClientAddr, n.Group, v.Str)
 	}
-	v, err = harness.Call(data[len(data)-1].ClientAddr, "INCR", "demo:runs")
+	v, err = c.Access.Call(data[len(data)-1].ClientAddr, "INCR", "demo:runs")
 	if err != nil {
 		return err
 	}
 	fmt.Printf("INCR demo:runs: %d (counts demo runs on this data dir)\n", v.Int)
-	v, err = harness.Call(first.ClientAddr, "CLUSTER", "NODES")
+	v, err = c.Access.Call(first.ClientAddr, "CLUSTER", "NODES")
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shoal-kv/shoal/internal/node"
+	"github.com/shoal-kv/shoal/internal/server"
 )
 
 func runServer(ctx context.Context, args []string) error {
@@ -24,6 +25,12 @@ func runServer(ctx context.Context, args []string) error {
 	ctl := fs.String("controller", "", "shard controller client addresses (comma-separated); empty: standalone group serving every slot")
 	peerListen := fs.String("peer-listen", "", "address to accept raft peer connections on, when it differs from this node's peer address in --peers (e.g. behind a proxy)")
 	rate := fs.Int64("migrate-rate", 0, "cap on bytes per second pulled during shard hand-offs (0: unlimited)")
+	sec := addSecurityFlags(fs)
+	var maxMemory byteSize
+	fs.Var(&maxMemory, "maxmemory", "refuse writes that add data (-OOM) once the table holds this many bytes, e.g. 2gb (0: no limit); reads and DEL go on, nothing is evicted")
+	maxClients := fs.Int("maxclients", server.DefaultMaxClients, "most client connections served at once; more get -ERR max number of clients reached")
+	var idle seconds
+	fs.Var(&idle, "timeout", "close client connections idle this long, in seconds or as a duration (0: never), as Redis's timeout")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -39,18 +46,35 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--peers: %w", err)
 	}
+	security, err := sec.load(true)
+	if err != nil {
+		return err
+	}
+	a := security.auth
 	n, err := node.Start(ctx, node.Config{
 		ID: *id, GroupID: *groupID, Dir: *dir, Members: members, PeerListen: *peerListen,
 		TickInterval: *tick, SnapshotEntries: *snapEntries, Logger: logger,
-		Controller: splitList(*ctl), NewController: node.ControllerClient, MigrateRate: *rate,
+		Controller: splitList(*ctl), MigrateRate: *rate,
+		NewController: node.ControllerClientWith(security.dialTLS(), a.Username, a.Password),
+		Auth:          a.Store, InternalUser: a.Username, InternalPassword: a.Password,
+		ClientTLS: security.serverTLS(), PeerTLS: security.peerTLS(), DialTLS: security.dialTLS(),
+		MaxMemory: int64(maxMemory), MaxClients: *maxClients, IdleTimeout: time.Duration(idle),
 	})
 	if err != nil {
 		return err
 	}
 	logger.Info("serving", "client", n.ClientAddr(), "peer", members[*id].PeerAddr, "dir", *dir)
-	<-ctx.Done()
-	logger.Info("shutting down")
-	return n.Close()
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+		return n.Close()
+	case <-n.Failed():
+		// Exit rather than linger refusing every request: a supervisor (or the operator)
+		// restarts the process once the disk is fixed, and it recovers from its WAL.
+		err := n.FailErr()
+		n.Close()
+		return fmt.Errorf("stopped after a storage failure: %w", err)
+	}
 }
 
 // splitList splits a comma-separated flag value, dropping empty items.

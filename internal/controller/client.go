@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -42,7 +43,16 @@ type Client struct {
 
 	// AttemptTimeout overrides DefaultAttemptTimeout when positive; set it before first use.
 	AttemptTimeout time.Duration
+	// TLS, when set, makes connections TLS (ServerName from the address when empty); set it
+	// before first use.
+	TLS *tls.Config
+	// Username and Password, when Password is set, authenticate every connection (AUTH); set
+	// them before first use.
+	Username, Password string
 }
+
+// ErrAuth wraps a refused AUTH or a missing right: retrying on another replica cannot help.
+var ErrAuth = errors.New("controller: access denied")
 
 // NewClient returns a client of the controller replicas at addrs (their RESP addresses).
 // It connects lazily.
@@ -181,11 +191,18 @@ func (c *Client) call(ctx context.Context, session bool, args ...string) (resp.V
 	var last error
 	for {
 		v, err := c.attempt(ctx, buf)
+		if errors.Is(err, ErrAuth) {
+			c.drop()
+			return resp.Value{}, err
+		}
 		if err == nil {
 			if v.Type != '-' {
 				return v, nil
 			}
 			msg := string(v.Str)
+			if isAccessError(msg) {
+				return resp.Value{}, fmt.Errorf("%w: %s", ErrAuth, msg)
+			}
 			if rest, ok := strings.CutPrefix(msg, "ERR "); ok {
 				return resp.Value{}, &OpError{Msg: rest}
 			}
@@ -213,12 +230,9 @@ func (c *Client) attempt(ctx context.Context, req []byte) (resp.Value, error) {
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if c.conn == nil {
-		var d net.Dialer
-		conn, err := d.DialContext(actx, "tcp", c.addrs[c.cur])
-		if err != nil {
-			return resp.Value{}, fmt.Errorf("dial %s: %w", c.addrs[c.cur], err)
+		if err := c.dial(actx); err != nil {
+			return resp.Value{}, err
 		}
-		c.conn, c.r = conn, resp.NewReader(conn, controllerLimits())
 	}
 	deadline, _ := actx.Deadline()
 	c.conn.SetDeadline(deadline)
@@ -233,6 +247,63 @@ func (c *Client) attempt(ctx context.Context, req []byte) (resp.Value, error) {
 		return resp.Value{}, fmt.Errorf("read from %s: %w", c.addrs[c.cur], err)
 	}
 	return v, nil
+}
+
+// dial connects to the current replica, with TLS and AUTH when configured.
+func (c *Client) dial(ctx context.Context) error {
+	addr := c.addrs[c.cur]
+	var conn net.Conn
+	var err error
+	if c.TLS != nil {
+		cfg := c.TLS.Clone()
+		if cfg.ServerName == "" {
+			if host, _, herr := net.SplitHostPort(addr); herr == nil {
+				cfg.ServerName = host
+			}
+		}
+		d := tls.Dialer{Config: cfg}
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	} else {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	}
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", addr, err)
+	}
+	c.conn, c.r = conn, resp.NewReader(conn, controllerLimits())
+	if c.Password == "" {
+		return nil
+	}
+	args := [][]byte{[]byte("AUTH"), []byte(c.Password)}
+	if c.Username != "" {
+		args = [][]byte{[]byte("AUTH"), []byte(c.Username), []byte(c.Password)}
+	}
+	deadline, _ := ctx.Deadline()
+	conn.SetDeadline(deadline)
+	if _, err := conn.Write(resp.AppendCommand(nil, args...)); err != nil {
+		c.drop()
+		return fmt.Errorf("auth to %s: %w", addr, err)
+	}
+	v, err := c.r.ReadValue()
+	if err != nil {
+		c.drop()
+		return fmt.Errorf("auth to %s: %w", addr, err)
+	}
+	if v.Type == '-' {
+		c.drop()
+		return fmt.Errorf("%w: %s: %s", ErrAuth, addr, v.Str)
+	}
+	return nil
+}
+
+// isAccessError reports whether an error reply is an authentication or permission refusal.
+func isAccessError(msg string) bool {
+	for _, p := range []string{"NOAUTH ", "NOPERM ", "WRONGPASS "} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // drop closes the current connection, if any.

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoal-kv/shoal/internal/auth"
 	"github.com/shoal-kv/shoal/internal/keyspace"
 	"github.com/shoal-kv/shoal/internal/resp"
 )
@@ -43,6 +45,11 @@ type ServerConfig struct {
 	// RequestTimeout bounds each request's wait; DefaultRequestTimeout when zero.
 	RequestTimeout time.Duration
 	Logger         *slog.Logger
+	// Auth holds the users; nil means no access control. CTL QUERY and STATUS need the read
+	// right, every other CTL command admin; PING, QUIT and AUTH need nothing.
+	Auth *auth.Store
+	// TLS, when set, makes the listener accept only TLS connections.
+	TLS *tls.Config
 }
 
 // Server is the controller's RESP front end. It answers PING and the CTL commands:
@@ -97,6 +104,9 @@ func (s *Server) Start(ctx context.Context) error {
 	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("controller server: listen %s: %w", s.cfg.Addr, err)
+	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -184,6 +194,7 @@ func (s *Server) serve(nc net.Conn) {
 	}()
 	r := resp.NewReader(nc, controllerLimits())
 	w := resp.NewWriter(nc)
+	user := s.cfg.Auth.Initial() // nil until AUTH when a password is needed
 	for {
 		args, err := r.ReadCommand()
 		if err != nil {
@@ -199,13 +210,67 @@ func (s *Server) serve(nc net.Conn) {
 		if len(args) == 0 {
 			continue
 		}
-		quit := s.dispatch(w, args)
+		quit := false
+		if s.permit(w, &user, args) {
+			quit = s.dispatch(w, args)
+		}
 		if r.Buffered() == 0 || quit {
 			if err := w.Flush(); err != nil || quit {
 				return
 			}
 		}
 	}
+}
+
+// permit handles AUTH and checks the connection's user may run args, writing the reply (of
+// AUTH, or the refusal) and returning false when the command must not be dispatched.
+func (s *Server) permit(w *resp.Writer, user **auth.User, args [][]byte) bool {
+	name := strings.ToUpper(string(args[0]))
+	if name == "AUTH" {
+		var u, p []byte
+		switch len(args) {
+		case 2:
+			if !s.cfg.Auth.Required() {
+				w.Error(auth.ErrAuthNoPassword)
+				return false
+			}
+			u, p = []byte(auth.DefaultUser), args[1]
+		case 3:
+			u, p = args[1], args[2]
+		default:
+			w.Error("ERR syntax error")
+			return false
+		}
+		nu, ok := s.cfg.Auth.Authenticate(u, p)
+		if !ok {
+			w.Error(auth.ErrWrongPass)
+			return false
+		}
+		*user = nu
+		w.SimpleString("OK")
+		return false
+	}
+	if s.cfg.Auth == nil || name == "QUIT" {
+		return true
+	}
+	if *user == nil {
+		w.Error(auth.ErrNoAuth)
+		return false
+	}
+	need, full := auth.None, strings.ToLower(name)
+	if name == "CTL" && len(args) >= 2 {
+		full += "|" + strings.ToLower(string(args[1]))
+		need = auth.Admin
+		switch strings.ToUpper(string(args[1])) {
+		case "QUERY", "STATUS":
+			need = auth.Read
+		}
+	}
+	if !(*user).Can(need) {
+		w.Error(auth.NoPerm((*user).Name(), full))
+		return false
+	}
+	return true
 }
 
 // dispatch executes one command and writes its reply; it reports whether to close the connection.

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -41,6 +42,8 @@ type ServiceConfig struct {
 	// AutoInterval is the period of automatic rebalancing (DefaultAutoInterval when zero).
 	AutoInterval time.Duration
 	Logger       *slog.Logger
+	// PeerTLS, when set, secures raft links between replicas with mutual TLS.
+	PeerTLS *tls.Config
 }
 
 // Service is one running controller replica: the state machine, its raft node, and the leader's
@@ -78,6 +81,7 @@ func StartService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
 	s.node, err = raftnode.New(raftnode.Config{
 		ID: cfg.ID, Peers: cfg.Peers, ListenAddr: cfg.ListenAddr, Dir: cfg.Dir,
 		TickInterval: cfg.TickInterval, SnapshotEntries: cfg.SnapshotEntries, Logger: cfg.Logger,
+		PeerTLS: cfg.PeerTLS,
 	}, s.sm)
 	if err != nil {
 		return nil, fmt.Errorf("controller: %w", err)

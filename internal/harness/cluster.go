@@ -147,7 +147,7 @@ func (c *Cluster) GroupNodes(gid uint64) []controller.Node {
 // JoinAll joins every data group that the controller does not know yet, and waits until the
 // groups have applied the resulting configuration.
 func (c *Cluster) JoinAll(ctx context.Context, timeout time.Duration) error {
-	cl := controller.NewClient(c.ControllerAddrs())
+	cl := c.Access.ControllerClient(c.ControllerAddrs())
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -190,7 +190,7 @@ func (c *Cluster) groupAt(gid, num uint64) bool {
 		if s.Group != gid {
 			continue
 		}
-		v, err := Call(s.ClientAddr, "INFO", "migration")
+		v, err := c.Access.Call(s.ClientAddr, "INFO", "migration")
 		if err != nil {
 			continue
 		}

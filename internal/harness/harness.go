@@ -5,6 +5,7 @@ package harness
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,8 +19,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shoal-kv/shoal/internal/controller"
 	"github.com/shoal-kv/shoal/internal/node"
 	"github.com/shoal-kv/shoal/internal/resp"
+	"github.com/shoal-kv/shoal/internal/tlsconf"
 )
 
 // NodeSpec describes one server process.
@@ -47,6 +50,9 @@ type Cluster struct {
 	mu    sync.Mutex
 	Specs []NodeSpec
 	procs map[uint64]*proc
+	// Access is how the harness itself reaches the processes (TLS, AUTH); set it before use
+	// when their argv enables either.
+	Access Access
 }
 
 type proc struct {
@@ -298,7 +304,7 @@ func (c *Cluster) WaitLeader(ctx context.Context, timeout time.Duration) (uint64
 
 func (c *Cluster) leader() uint64 {
 	for _, s := range c.Specs {
-		v, err := Call(s.ClientAddr, "INFO", "raft")
+		v, err := c.Access.Call(s.ClientAddr, "INFO", "raft")
 		if err != nil {
 			continue
 		}
@@ -328,13 +334,52 @@ func InfoField(info, name string) string {
 }
 
 // Call sends one command on a fresh connection and returns the reply; an error reply is an error.
-func Call(addr string, args ...string) (resp.Value, error) {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
+func Call(addr string, args ...string) (resp.Value, error) { return Access{}.Call(addr, args...) }
+
+// Access is how to reach processes started with TLS or access control: the zero value is
+// plain TCP without AUTH.
+type Access struct {
+	// TLS, when set, dials with TLS (ServerName from the address when empty).
+	TLS *tls.Config
+	// Username and Password, when Password is set, are sent with AUTH first.
+	Username, Password string
+}
+
+// Call sends one command on a fresh connection (after AUTH when a password is set) and
+// returns the reply; an error reply is an error.
+func (a Access) Call(addr string, args ...string) (resp.Value, error) {
+	var conn net.Conn
+	var err error
+	if a.TLS != nil {
+		d := tls.Dialer{NetDialer: &net.Dialer{Timeout: time.Second}, Config: tlsconf.ForAddr(a.TLS, addr)}
+		conn, err = d.Dial("tcp", addr)
+	} else {
+		conn, err = net.DialTimeout("tcp", addr, time.Second)
+	}
 	if err != nil {
 		return resp.Value{}, err
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	r := resp.NewReader(conn, resp.DefaultLimits())
+	if a.Password != "" {
+		auth := []string{"AUTH", a.Password}
+		if a.Username != "" {
+			auth = []string{"AUTH", a.Username, a.Password}
+		}
+		if v, err := roundTrip(conn, r, auth); err != nil {
+			return v, fmt.Errorf("%s: AUTH: %w", addr, err)
+		}
+	}
+	v, err := roundTrip(conn, r, args)
+	if err != nil {
+		return v, fmt.Errorf("%s: %w", addr, err)
+	}
+	return v, nil
+}
+
+// roundTrip sends one command and reads its reply; an error reply is an error.
+func roundTrip(conn net.Conn, r *resp.Reader, args []string) (resp.Value, error) {
 	bargs := make([][]byte, len(args))
 	for i, a := range args {
 		bargs[i] = []byte(a)
@@ -342,12 +387,19 @@ func Call(addr string, args ...string) (resp.Value, error) {
 	if _, err := conn.Write(resp.AppendCommand(nil, bargs...)); err != nil {
 		return resp.Value{}, err
 	}
-	v, err := resp.NewReader(conn, resp.DefaultLimits()).ReadValue()
+	v, err := r.ReadValue()
 	if err != nil {
 		return resp.Value{}, err
 	}
 	if v.Type == '-' {
-		return v, fmt.Errorf("%s: %s", addr, v.Str)
+		return v, errors.New(string(v.Str))
 	}
 	return v, nil
+}
+
+// ControllerClient returns a client of the controller replicas at addrs that uses a.
+func (a Access) ControllerClient(addrs []string) *controller.Client {
+	cl := controller.NewClient(addrs)
+	cl.TLS, cl.Username, cl.Password = a.TLS, a.Username, a.Password
+	return cl
 }

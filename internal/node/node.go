@@ -5,6 +5,7 @@ package node
 import (
 	"context"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoal-kv/shoal/internal/auth"
 	"github.com/shoal-kv/shoal/internal/controller"
 	"github.com/shoal-kv/shoal/internal/group"
 	"github.com/shoal-kv/shoal/internal/keyspace"
@@ -55,6 +57,24 @@ type Config struct {
 	// MigrateRate caps the bytes per second this group pulls during hand-offs (0: unlimited).
 	MigrateRate int64
 	Logger      *slog.Logger
+
+	// Auth holds the users clients authenticate as (nil: no access control).
+	Auth *auth.Store
+	// InternalUser and InternalPassword authenticate this node's own connections to other
+	// nodes (forwarding, shard hand-off); a user with every right. Empty password: no AUTH.
+	InternalUser, InternalPassword string
+	// ClientTLS, when set, serves the client port over TLS.
+	ClientTLS *tls.Config
+	// PeerTLS, when set, secures raft peer links with mutual TLS.
+	PeerTLS *tls.Config
+	// DialTLS, when set, is used to dial other nodes' client ports (forwarding, hand-off).
+	DialTLS *tls.Config
+	// MaxMemory, when positive, refuses data-adding writes with OOM once the table holds this
+	// many bytes (see table.Table.Bytes).
+	MaxMemory int64
+	// MaxClients and IdleTimeout are passed to the RESP server (see server.Config).
+	MaxClients  int
+	IdleTimeout time.Duration
 }
 
 // Node is a running server process.
@@ -114,7 +134,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger}
 	controlled := len(cfg.Controller) > 0
-	n.group = group.New(group.Config{GroupID: cfg.GroupID, Controlled: controlled, Table: table.New(), Logger: cfg.Logger})
+	tab := table.New()
+	n.group = group.New(group.Config{GroupID: cfg.GroupID, Controlled: controlled, Table: tab, Logger: cfg.Logger})
 	peers := make(map[uint64]string, len(cfg.Members))
 	for id, m := range cfg.Members {
 		peers[id] = m.PeerAddr
@@ -123,7 +144,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.raft, err = raftnode.New(raftnode.Config{
 		ID: cfg.ID, Peers: peers, ListenAddr: cfg.PeerListen, Dir: cfg.Dir,
 		TickInterval: cfg.TickInterval, SnapshotEntries: cfg.SnapshotEntries,
-		WrapConn: cfg.WrapPeerConn, Logger: cfg.Logger,
+		WrapConn: cfg.WrapPeerConn, Logger: cfg.Logger, PeerTLS: cfg.PeerTLS,
 	}, n.group)
 	if err != nil {
 		return nil, err
@@ -132,7 +153,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := n.raft.Start(ctx); err != nil {
 		return nil, err
 	}
-	n.peers = rpc.New(8)
+	n.peers = rpc.NewPool(rpc.Options{MaxIdle: 8, TLS: cfg.DialTLS, Username: cfg.InternalUser, Password: cfg.InternalPassword})
 	var refresh func()
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -153,7 +174,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			GroupID: cfg.GroupID, Group: n.group, IsLeader: n.raft.IsLeader,
 			Controller: cfg.NewController(cfg.Controller), Peers: n.peers,
 			Learn: func(c *controller.Config) { n.router.SetConfig(c) }, RateLimit: cfg.MigrateRate,
-			Logger: cfg.Logger, Kick: kick,
+			LearnLeaders: func(m map[uint64]uint64) { n.router.SetLeaders(m) },
+			Logger:       cfg.Logger, Kick: kick,
 		})
 	}
 	n.router = router.New(router.Config{GroupID: cfg.GroupID, Local: n.group, Peers: n.peers, Refresh: refresh, Logger: cfg.Logger})
@@ -163,6 +185,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.srv = server.New(server.Config{
 		Addr: cfg.ClientListen, Backend: backend{Router: n.router, g: n.group, driver: n.driver}, Topology: n,
 		Router: n.router, Logger: cfg.Logger, NodeID: NodeID(cfg.GroupID, cfg.ID),
+		Auth: cfg.Auth, TLS: cfg.ClientTLS, MaxMemory: cfg.MaxMemory, UsedMemory: tab.Bytes,
+		MaxClients: cfg.MaxClients, IdleTimeout: cfg.IdleTimeout,
 	})
 	if err := n.srv.Start(ctx); err != nil {
 		n.stopBackground()
@@ -185,6 +209,14 @@ func (n *Node) Close() error {
 	n.raft.Stop()
 	return err
 }
+
+// Failed is closed when the node's raft replica stopped on its own after a storage failure
+// (a WAL write or fsync failed, e.g. a full disk): it can no longer acknowledge anything, so
+// its process should exit and be restarted once the cause is fixed. FailErr says why.
+func (n *Node) Failed() <-chan struct{} { return n.raft.Done() }
+
+// FailErr returns the failure that stopped the raft replica, or nil.
+func (n *Node) FailErr() error { return n.raft.Err() }
 
 // Group exposes the node's group state machine (tests, INFO).
 func (n *Node) Group() *group.Group { return n.group }
@@ -234,7 +266,7 @@ func (n *Node) View() server.ClusterView {
 			ids[i] = nd.ID
 			addr[nd.ID] = nd.Addr
 		}
-		leader := uint64(0)
+		leader := n.router.Leader(gid)
 		if gid == n.cfg.GroupID {
 			leader = st.Leader
 		}
@@ -339,4 +371,14 @@ func (c ctlClient) Query(ctx context.Context, num int64) (*controller.Config, er
 // ControllerClient connects to the shard controller at addrs.
 func ControllerClient(addrs []string) migrate.Controller {
 	return ctlClient{controller.NewClient(addrs)}
+}
+
+// ControllerClientWith returns a NewController that connects to the shard controller with
+// TLS (when tlsCfg is set) and authenticates as user (when pass is set).
+func ControllerClientWith(tlsCfg *tls.Config, user, pass string) func(addrs []string) migrate.Controller {
+	return func(addrs []string) migrate.Controller {
+		cl := controller.NewClient(addrs)
+		cl.TLS, cl.Username, cl.Password = tlsCfg, user, pass
+		return ctlClient{cl}
+	}
 }

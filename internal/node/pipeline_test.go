@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/shoal-kv/shoal/internal/auth"
+	"github.com/shoal-kv/shoal/internal/node"
 	"github.com/shoal-kv/shoal/internal/node/nodetest"
 	"github.com/shoal-kv/shoal/internal/resp"
 )
@@ -77,4 +80,71 @@ func logLen(i int) int64 {
 		n += len(strconv.Itoa(j)) + 1
 	}
 	return int64(n)
+}
+
+// TestPipelinedWritesRespectAccessControl: writes pipelined by a connection that has not
+// authenticated, or whose user may only read, are refused like unpipelined ones, and none of
+// them is applied.
+func TestPipelinedWritesRespectAccessControl(t *testing.T) {
+	specs, err := auth.ParseUsers(strings.NewReader("internal int-pw all\nreader rd-pw read\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := auth.NewStore(specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := nodetest.NewClusterWith(t, nodetest.Options{Groups: 1, Replicas: 3, Configure: func(cfg *node.Config) {
+		cfg.Auth, cfg.InternalUser, cfg.InternalPassword = st, "internal", "int-pw"
+	}})
+	c.JoinAll()
+	send := func(prefix [][]string, n int) []resp.Value {
+		conn, err := net.Dial("tcp", c.GroupAddrs(1)[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		var buf []byte
+		for _, args := range prefix {
+			buf = resp.AppendCommand(buf, bytesOf(args)...)
+		}
+		for i := range n {
+			buf = resp.AppendCommand(buf, bytesOf([]string{"SET", "acl" + strconv.Itoa(i), "x"})...)
+		}
+		if _, err := conn.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		r := resp.NewReader(bufio.NewReader(conn), resp.DefaultLimits())
+		var out []resp.Value
+		for range len(prefix) + n {
+			v, err := r.ReadValue()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, v)
+		}
+		return out
+	}
+	for _, v := range send(nil, 5) {
+		if v.Type != '-' || !strings.HasPrefix(string(v.Str), "NOAUTH") {
+			t.Fatalf("pipelined SET before AUTH = %c %q, want NOAUTH", v.Type, v.Str)
+		}
+	}
+	for _, v := range send([][]string{{"AUTH", "reader", "rd-pw"}}, 5)[1:] {
+		if v.Type != '-' || !strings.HasPrefix(string(v.Str), "NOPERM") {
+			t.Fatalf("pipelined SET by a read-only user = %c %q, want NOPERM", v.Type, v.Str)
+		}
+	}
+	if n := c.Groups[1].Nodes[1].Group().Table().Len(); n != 0 {
+		t.Fatalf("%d refused writes were applied", n)
+	}
+}
+
+func bytesOf(args []string) [][]byte {
+	b := make([][]byte, len(args))
+	for i, a := range args {
+		b[i] = []byte(a)
+	}
+	return b
 }

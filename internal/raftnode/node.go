@@ -9,6 +9,7 @@ package raftnode
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,6 +61,8 @@ type Config struct {
 	// WrapConn optionally wraps peer connections (fault injection in tests).
 	WrapConn func(net.Conn) net.Conn
 	Logger   *slog.Logger
+	// PeerTLS, when set, secures peer links with mutual TLS (see transport.Config.TLS).
+	PeerTLS *tls.Config
 }
 
 func (c *Config) fill() {
@@ -114,6 +117,7 @@ type Node struct {
 	reads readBatcher
 
 	stopped chan struct{}
+	failure atomic.Pointer[error] // why the node stopped on its own, if it did
 	wg      sync.WaitGroup
 	cancel  context.CancelFunc
 }
@@ -240,6 +244,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if n.cfg.WrapConn != nil {
 		tcfg.Wrap = n.cfg.WrapConn
 	}
+	tcfg.TLS = n.cfg.PeerTLS
 	var err error
 	if n.trans, err = transport.New(tcfg); err != nil {
 		n.cancel()
@@ -253,6 +258,17 @@ func (n *Node) Start(ctx context.Context) error {
 	n.wg.Add(2)
 	go func() { defer n.wg.Done(); n.run(ctx) }()
 	go func() { defer n.wg.Done(); n.readLoop(ctx) }()
+	return nil
+}
+
+// Done is closed when the node stops, by Stop or on its own after a storage failure (see Err).
+func (n *Node) Done() <-chan struct{} { return n.stopped }
+
+// Err returns the storage failure that stopped the node, or nil.
+func (n *Node) Err() error {
+	if e := n.failure.Load(); e != nil {
+		return *e
+	}
 	return nil
 }
 
@@ -335,6 +351,7 @@ func (n *Node) run(ctx context.Context) {
 				// A failed fsync means we cannot promise durability for what we would ack: stop
 				// rather than acknowledge writes that may be lost (the fsyncgate lesson).
 				n.log.Error("raft ready handling failed; stopping node", "err", err)
+				n.failure.Store(&err)
 				return
 			}
 		}

@@ -59,6 +59,10 @@ func NewReader(r io.Reader, l Limits) *Reader {
 	return &Reader{br: bufio.NewReaderSize(r, readBufSize), lim: l.withDefaults()}
 }
 
+// SetLimits changes the limits applied from the next command on (zero fields take defaults).
+// A server uses it to accept only small requests from a connection until it authenticates.
+func (r *Reader) SetLimits(l Limits) { r.lim = l.withDefaults() }
+
 // Reset discards all state and makes the Reader read from r, keeping its limits and buffers, so
 // Readers can be pooled.
 func (r *Reader) Reset(rd io.Reader) {

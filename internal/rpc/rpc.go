@@ -6,6 +6,7 @@ package rpc
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -15,13 +16,25 @@ import (
 	"github.com/shoal-kv/shoal/internal/resp"
 )
 
-// Pool keeps idle connections per address. The zero value is not usable; use New.
+// Pool keeps idle connections per address. The zero value is not usable; use New or NewPool.
 type Pool struct {
 	mu      sync.Mutex
 	idle    map[string][]*conn
 	closed  bool
 	maxIdle int
 	dial    time.Duration
+	opts    Options
+}
+
+// Options configure a Pool.
+type Options struct {
+	// MaxIdle is the most idle connections kept per address.
+	MaxIdle int
+	// TLS, when set, makes every connection TLS; ServerName is the address's host when empty.
+	TLS *tls.Config
+	// Username and Password, when Password is set, authenticate every new connection (AUTH)
+	// before it is used: servers with access control refuse anything else.
+	Username, Password string
 }
 
 type conn struct {
@@ -31,8 +44,11 @@ type conn struct {
 }
 
 // New returns a pool keeping up to maxIdle idle connections per address.
-func New(maxIdle int) *Pool {
-	return &Pool{idle: make(map[string][]*conn), maxIdle: maxIdle, dial: 2 * time.Second}
+func New(maxIdle int) *Pool { return NewPool(Options{MaxIdle: maxIdle}) }
+
+// NewPool returns a pool configured by o.
+func NewPool(o Options) *Pool {
+	return &Pool{idle: make(map[string][]*conn), maxIdle: o.MaxIdle, dial: 2 * time.Second, opts: o}
 }
 
 // ErrClosed is returned after Close.
@@ -88,12 +104,58 @@ func (p *Pool) get(ctx context.Context, addr string) (*conn, error) {
 		return c, nil
 	}
 	p.mu.Unlock()
-	d := net.Dialer{Timeout: p.dial}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	dctx, cancel := context.WithTimeout(ctx, p.dial)
+	defer cancel()
+	var nc net.Conn
+	var err error
+	if p.opts.TLS != nil {
+		d := tls.Dialer{Config: p.opts.TLS}
+		if d.Config.ServerName == "" {
+			d.Config = d.Config.Clone()
+			host, _, herr := net.SplitHostPort(addr)
+			if herr != nil {
+				host = addr
+			}
+			d.Config.ServerName = host
+		}
+		nc, err = d.DialContext(dctx, "tcp", addr) // includes the handshake
+	} else {
+		var d net.Dialer
+		nc, err = d.DialContext(dctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("rpc: dial %s: %w", addr, err)
 	}
-	return &conn{nc: nc, r: resp.NewReader(nc, resp.DefaultLimits()), w: bufio.NewWriter(nc)}, nil
+	c := &conn{nc: nc, r: resp.NewReader(nc, resp.DefaultLimits()), w: bufio.NewWriter(nc)}
+	if p.opts.Password != "" {
+		if err := c.auth(dctx, p.opts.Username, p.opts.Password); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("rpc: %s: %w", addr, err)
+		}
+	}
+	return c, nil
+}
+
+// ErrAuth wraps a refused AUTH: the credentials are wrong, retrying cannot help.
+var ErrAuth = errors.New("rpc: authentication refused")
+
+// auth sends AUTH on a new connection and checks the reply.
+func (c *conn) auth(ctx context.Context, user, pass string) error {
+	deadline, _ := ctx.Deadline()
+	_ = c.nc.SetDeadline(deadline)
+	defer c.nc.SetDeadline(time.Time{})
+	args := [][]byte{[]byte("AUTH"), []byte(pass)}
+	if user != "" {
+		args = [][]byte{[]byte("AUTH"), []byte(user), []byte(pass)}
+	}
+	v, err := c.roundTrip(args)
+	if err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	if v.Type == '-' {
+		return fmt.Errorf("%w: %s", ErrAuth, v.Str)
+	}
+	return nil
 }
 
 func (p *Pool) put(addr string, c *conn) {

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shoal-kv/shoal/internal/auth"
 )
 
 // redisVersion is the Redis version whose behaviour Shoal reproduces; tools read it from
@@ -57,8 +59,12 @@ func cmdHello(c *conn, args [][]byte) {
 			return
 		}
 	}
-	if user != nil && !authenticate(user, pass) {
+	if user != nil && !c.login(user, pass) {
 		c.w.Error(errWrongPass)
+		return
+	}
+	if user == nil && !c.authenticated() {
+		c.w.Error(auth.ErrHelloNoAuth)
 		return
 	}
 	if setName {
@@ -88,28 +94,8 @@ func cmdHello(c *conn, args [][]byte) {
 	w.ArrayHeader(0)
 }
 
-// authenticate checks a username/password pair. Shoal has no users or passwords: like a
-// Redis whose default user is "nopass", the default user accepts any password and no other
-// user exists.
-func authenticate(user, pass []byte) bool {
-	return string(user) == "default"
-}
-
-// cmdAuth answers AUTH [user] password with Redis's replies for a server without passwords.
-func cmdAuth(c *conn, args [][]byte) {
-	switch len(args) {
-	case 2:
-		c.w.Error(errAuthNoPassword)
-	case 3:
-		if authenticate(args[1], args[2]) {
-			c.w.SimpleString("OK")
-		} else {
-			c.w.Error(errWrongPass)
-		}
-	default:
-		c.w.Error(errSyntax)
-	}
-}
+// cmdAuth answers AUTH [user] password (see cmdAuthACL in access.go).
+func cmdAuth(c *conn, args [][]byte) { cmdAuthACL(c, args) }
 
 // cmdSelect answers SELECT db: cluster mode has only database 0.
 func cmdSelect(c *conn, args [][]byte) {
@@ -258,7 +244,7 @@ func (c *conn) describe(b *strings.Builder, now time.Time) {
 	b.WriteString(" idle=" + strconv.FormatInt(int64(idle), 10))
 	b.WriteString(" flags=N db=0 sub=0 psub=0 ssub=0 multi=-1")
 	b.WriteString(" cmd=" + cmdName)
-	b.WriteString(" user=default redir=-1 resp=2")
+	b.WriteString(" user=" + c.userName() + " redir=-1 resp=2")
 	b.WriteString(" lib-name=" + lib)
 	b.WriteString(" lib-ver=" + ver)
 	b.WriteString("\n")
@@ -278,7 +264,8 @@ func (s *Server) configParams() [][2]string {
 		{"cluster-enabled", "yes"},
 		{"databases", "1"},
 		{"maxclients", strconv.Itoa(s.maxConns)},
-		{"maxmemory", "0"},
+		{"maxmemory", strconv.FormatInt(max(s.cfg.MaxMemory, 0), 10)},
+		{"maxmemory-policy", "noeviction"},
 		{"port", port},
 		{"proto-max-bulk-len", strconv.Itoa(s.limits.MaxBulk)},
 		{"save", ""},

@@ -101,6 +101,13 @@ func (c *conn) infoBody(section string) string {
 		kv("connected_clients", strconv.Itoa(s.numClients()))
 		kv("maxclients", strconv.Itoa(s.maxConns))
 		kv("blocked_clients", "0")
+	case "memory":
+		if s.cfg.UsedMemory != nil {
+			kv("used_memory", strconv.FormatInt(s.cfg.UsedMemory(), 10))
+		}
+		kv("maxmemory", strconv.FormatInt(max(s.cfg.MaxMemory, 0), 10))
+		kv("maxmemory_policy", "noeviction")
+		b.WriteString(crlfLines(s.backend.Info(section)))
 	case "cluster":
 		kv("cluster_enabled", "1")
 		b.WriteString(crlfLines(s.backend.Info(section)))

@@ -40,6 +40,8 @@ type conn struct {
 	quit     bool // close after flushing the current reply
 	redirect bool // CLIENT CAPA redirect: answer MOVED for other groups' slots
 
+	acl aclState // the authenticated user (access.go)
+
 	// Set while a SHOAL.FWD / SHOAL.AT wrapper runs its inner command.
 	hops      int
 	session   *group.Session
@@ -167,6 +169,9 @@ func (c *conn) exec(args [][]byte) {
 	}
 	if !cmd.arityOK(len(args)) || cmd.run == nil {
 		c.arityError(cmd.fullName)
+		return
+	}
+	if !c.permit(cmd, args) { // NOAUTH, NOPERM, OOM (access.go)
 		return
 	}
 	asking := c.asking

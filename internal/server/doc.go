@@ -34,6 +34,13 @@
 //     only, and clients fall back to RESP2 on that error.
 //   - Only database 0 exists (as in Redis cluster mode).
 //
+// # Access control and limits
+//
+// With Config.Auth set, every command passes conn.permit (access.go) after lookup and arity:
+// NOAUTH before AUTH, NOPERM for a user without the command's rights, and with Config.MaxMemory
+// set, OOM for commands that may add data to this node's group while the table is full. The
+// texts are Redis 7's (see package auth).
+//
 // # Routing
 //
 // Every keyed command passes through Server.route before it executes. Today one group serves

@@ -24,7 +24,6 @@ const (
 	errProtoNotInt     = "ERR Protocol version is not an integer or out of range"
 	errWrongPass       = "WRONGPASS invalid username-password pair or user is disabled."
 	errClientName      = "ERR Client names cannot contain spaces, newlines or special characters."
-	errAuthNoPassword  = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
 	errTryAgainPrefix  = "TRYAGAIN "
 	errSlotNotServed   = "CLUSTERDOWN Hash slot not served"
 	errServerShutdown  = "TRYAGAIN server is shutting down"

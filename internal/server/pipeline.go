@@ -47,8 +47,8 @@ func (c *conn) tryStart(args [][]byte) bool {
 		return false
 	}
 	cmd := c.lookupCommand(args[0])
-	if cmd == nil || !cmd.arityOK(len(args)) {
-		return false
+	if cmd == nil || !cmd.arityOK(len(args)) || c.refusal(cmd, args) != "" {
+		return false // the ordinary path answers with the error
 	}
 	if cmd.name == "shoal.at" {
 		// The session wrapper passes through: its inner write is what starts.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shoal-kv/shoal/internal/auth"
 	"github.com/shoal-kv/shoal/internal/resp"
 )
 
@@ -51,6 +53,17 @@ type Config struct {
 	// Router, when set, tells which slots other groups serve: connections that sent
 	// CLIENT CAPA redirect get MOVED for those; others have the Backend forward them.
 	Router Locator
+	// Auth holds the users; nil means no access control (the default user may do anything).
+	// When the default user needs a password, commands before AUTH get NOAUTH.
+	Auth *auth.Store
+	// TLS, when set, makes the listener accept only TLS connections with this configuration.
+	TLS *tls.Config
+	// MaxMemory, when positive, refuses commands that may add data (Redis's "denyoom"
+	// commands: SET, APPEND, INCR, MSET, ...) with OOM while UsedMemory() is at or above it.
+	// Reads and DEL still run; nothing is evicted.
+	MaxMemory int64
+	// UsedMemory reports the bytes the store holds; required when MaxMemory is set.
+	UsedMemory func() int64
 }
 
 // Server serves the Redis protocol on one listener. Create it with New, then Start it; Close
@@ -126,10 +139,19 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.backend == nil || s.topo == nil {
 		return errors.New("server: Config.Backend and Config.Topology are required")
 	}
+	if s.cfg.MaxMemory > 0 && s.cfg.UsedMemory == nil {
+		return errors.New("server: Config.MaxMemory needs Config.UsedMemory")
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("server: listen %s: %w", s.cfg.Addr, err)
+	}
+	if s.cfg.TLS != nil {
+		// The handshake runs on the connection's goroutine at its first read, bounded by
+		// IdleTimeout like any other read, so a peer stalling the handshake holds no more
+		// than an idle client does.
+		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	s.mu.Lock()
 	if s.closed || s.ln != nil {
@@ -233,6 +255,7 @@ func (s *Server) admit(nc net.Conn) {
 		return
 	}
 	c := newConn(s, nc)
+	c.initACL()
 	s.clients[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/shoal-kv/shoal/internal/auth"
 )
 
 // handler executes one command whose name and arity have been validated and whose keys have
@@ -28,6 +30,10 @@ type command struct {
 	subs                    map[string]*command
 	subList                 []*command // subs in name order, for COMMAND replies
 	run                     handler
+	// rights is what a user needs to run the command, and noAuth marks commands allowed
+	// before AUTH; both derive from flags (see setAccess in access.go).
+	rights auth.Right
+	noAuth bool
 }
 
 // keySpec is a Redis 7 key specification of the simple "index + range" kind, the only kind
@@ -168,6 +174,7 @@ func init() {
 	for _, cmd := range top {
 		cmd.fullName = cmd.name
 		cmd.subList = cmd.subcommands()
+		cmd.setAccess()
 		commands[cmd.name] = cmd
 		commandList = append(commandList, cmd)
 	}
@@ -180,6 +187,7 @@ func subTable(parent string, subs []*command) map[string]*command {
 	m := make(map[string]*command, len(subs))
 	for _, s := range subs {
 		s.fullName = parent + "|" + s.name
+		s.setAccess()
 		m[s.name] = s
 	}
 	return m

@@ -15,6 +15,25 @@ type Table struct {
 	seed  maphash.Seed
 	pool  *pagePool
 	slots [keyspace.NumSlots]atomic.Pointer[slotTable] // created on first write, never removed
+	// bytes is the sum of the slots' footprints, kept up to date by every write so that
+	// Bytes is one atomic load (a memory limit checks it before every write).
+	bytes atomic.Int64
+}
+
+// Bytes returns the memory the table holds for its pairs: the slots' indexes and arena pages
+// (records, plus dead bytes awaiting compaction, at most about a fifth more). It excludes
+// idle pooled pages and fixed metadata (see Stats). It is one atomic load.
+func (t *Table) Bytes() int64 { return t.bytes.Load() }
+
+// footprint is the memory slot table s holds; s.mu must be held.
+func (s *slotTable) footprint() int64 { return 8*int64(len(s.idx)) + s.smallCap + s.largeCap }
+
+// account adds the change of s's footprint since before to the table's total; s.mu must be
+// held. Most writes do not change the footprint and skip the shared counter.
+func (t *Table) account(s *slotTable, before int64) {
+	if d := s.footprint() - before; d != 0 {
+		t.bytes.Add(d)
+	}
 }
 
 // New returns an empty table. Arena memory is mapped outside the Go heap; it is returned by
@@ -73,6 +92,7 @@ func (t *Table) Set(key, val []byte) (replaced bool) {
 	s := t.writer(slotOf(key))
 	h := s.hash(key)
 	s.mu.Lock()
+	before := s.footprint()
 	s.reserve()
 	if p, _ := s.find(key, h); p >= 0 {
 		s.overwrite(p, key, val)
@@ -81,6 +101,7 @@ func (t *Table) Set(key, val []byte) (replaced bool) {
 		s.insert(key, val, h)
 	}
 	s.maybeCompact()
+	t.account(s, before)
 	s.mu.Unlock()
 	return replaced
 }
@@ -93,11 +114,13 @@ func (t *Table) Delete(key []byte) bool {
 	}
 	h := s.hash(key)
 	s.mu.Lock()
+	before := s.footprint()
 	p, _ := s.find(key, h)
 	if p >= 0 {
 		s.remove(p)
 		s.maybeCompact()
 	}
+	t.account(s, before)
 	s.mu.Unlock()
 	return p >= 0
 }
@@ -109,6 +132,7 @@ func (t *Table) Append(key, suffix []byte) (newLen int) {
 	s := t.writer(slotOf(key))
 	h := s.hash(key)
 	s.mu.Lock()
+	before := s.footprint()
 	s.reserve()
 	if p, _ := s.find(key, h); p >= 0 {
 		newLen = s.appendTo(p, suffix)
@@ -117,6 +141,7 @@ func (t *Table) Append(key, suffix []byte) (newLen int) {
 		newLen = len(suffix)
 	}
 	s.maybeCompact()
+	t.account(s, before)
 	s.mu.Unlock()
 	return newLen
 }
@@ -128,7 +153,11 @@ func (t *Table) CompareAndSwap(key, old, new []byte, oldPresent bool) bool {
 	s := t.writer(slotOf(key))
 	h := s.hash(key)
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	before := s.footprint()
+	defer func() {
+		t.account(s, before)
+		s.mu.Unlock()
+	}()
 	s.reserve()
 	p, v := s.find(key, h)
 	if oldPresent {
@@ -236,7 +265,9 @@ func (t *Table) DropRange(r keyspace.Range) int {
 			continue
 		}
 		s.mu.Lock()
+		before := s.footprint()
 		n += s.clear()
+		t.account(s, before)
 		s.mu.Unlock()
 	}
 	return n

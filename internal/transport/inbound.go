@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +41,10 @@ func (t *Transport) acceptLoop() {
 		setNoDelay(c)
 		if t.cfg.Wrap != nil {
 			c = t.cfg.Wrap(c)
+		}
+		if t.cfg.TLS != nil {
+			// The handshake runs at the first read, under readFrames' hello deadline.
+			c = tls.Server(c, t.cfg.TLS)
 		}
 		t.mu.Lock()
 		if t.closed {

@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -261,6 +262,11 @@ func (p *peer) dial(ctx context.Context, l *link) error {
 	if t.cfg.Wrap != nil {
 		c = t.cfg.Wrap(c)
 	}
+	if t.cfg.TLS != nil {
+		if c, err = p.handshake(ctx, c); err != nil {
+			return err
+		}
+	}
 	l.conn = c
 	l.connectedAt = time.Now()
 	closedByCtx := make(chan struct{})
@@ -282,6 +288,27 @@ func (p *peer) dial(ctx context.Context, l *link) error {
 	}()
 	_, _ = l.bw.Write(appendHello(l.bw.AvailableBuffer(), hello{From: t.cfg.ID, To: p.id}))
 	return nil
+}
+
+// handshake runs the TLS client handshake on c within DialTimeout, so that a peer we cannot
+// authenticate (or that refuses us) fails the dial and goes through the usual backoff.
+func (p *peer) handshake(ctx context.Context, c net.Conn) (net.Conn, error) {
+	cfg := p.t.cfg.TLS.Clone()
+	if cfg.ServerName == "" {
+		host, _, err := net.SplitHostPort(p.addr)
+		if err != nil {
+			host = p.addr
+		}
+		cfg.ServerName = host
+	}
+	tc := tls.Client(c, cfg)
+	hctx, cancel := context.WithTimeout(ctx, p.t.cfg.DialTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("tls handshake with peer %d at %s: %w", p.id, p.addr, err)
+	}
+	return tc, nil
 }
 
 // closeLink closes the connection, if any, and waits for its read goroutine.

@@ -22,6 +22,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,8 +81,14 @@ type Config struct {
 	// DialTimeout bounds one dial plus hello (default DefaultDialTimeout).
 	DialTimeout time.Duration
 	// Wrap, if set, wraps every connection (dialled and accepted) right after it is
-	// established and before the hello: a hook for fault injection in tests, TLS later.
+	// established and before the hello (and beneath TLS): a hook for fault injection in tests.
 	Wrap func(net.Conn) net.Conn
+	// TLS, if set, runs every link over TLS with this one configuration in both roles: it
+	// accepts as a TLS server and dials as a TLS client (ServerName taken from the peer's
+	// address when empty). For mutual authentication set Certificates, RootCAs, ClientCAs and
+	// ClientAuth: tls.RequireAndVerifyClientCert, so that a node refuses any peer whose
+	// certificate its CA did not sign, in both directions.
+	TLS *tls.Config
 
 	// MaxFrameSize bounds one frame in both directions (default DefaultMaxFrameSize). Larger
 	// outbound messages are dropped; a larger inbound frame closes the connection.

@@ -73,6 +73,9 @@ type Cluster struct {
 	Tick time.Duration
 	// WrapPeerConn, when set, wraps every raft peer connection (fault injection).
 	WrapPeerConn func(net.Conn) net.Conn
+	// Configure, when set, adjusts every node's configuration before it starts (TLS, users,
+	// limits).
+	Configure func(*node.Config)
 }
 
 // Options configure NewClusterWith.
@@ -80,6 +83,8 @@ type Options struct {
 	Groups, Replicas int
 	// WrapPeerConn wraps every raft peer connection, e.g. to drop and delay traffic.
 	WrapPeerConn func(net.Conn) net.Conn
+	// Configure adjusts every node's configuration before it starts.
+	Configure func(*node.Config)
 }
 
 // FreeAddr returns a free 127.0.0.1 address.
@@ -100,7 +105,7 @@ func NewCluster(t testing.TB, groups, replicas int) *Cluster {
 // NewClusterWith starts a cluster as opts describe; no group has joined the controller yet.
 func NewClusterWith(t testing.TB, opts Options) *Cluster {
 	c := &Cluster{t: t, Ctrl: &MemController{st: controller.NewState()}, Groups: map[uint64]*Group{},
-		Tick: 20 * time.Millisecond, WrapPeerConn: opts.WrapPeerConn}
+		Tick: 20 * time.Millisecond, WrapPeerConn: opts.WrapPeerConn, Configure: opts.Configure}
 	for g := 1; g <= opts.Groups; g++ {
 		tg := &Group{ID: uint64(g), Dir: t.TempDir(), Members: map[uint64]node.Member{}, Nodes: map[uint64]*node.Node{}}
 		for id := 1; id <= opts.Replicas; id++ {
@@ -129,12 +134,16 @@ func (c *Cluster) Start(gid, id uint64) {
 		lvl = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})).With("g", gid, "n", id)
-	n, err := node.Start(context.Background(), node.Config{
+	cfg := node.Config{
 		ID: id, GroupID: gid, Dir: filepath.Join(g.Dir, fmt.Sprint(id)), Members: g.Members,
 		TickInterval: c.Tick, SnapshotEntries: 300, Controller: []string{"in-memory"},
 		NewController: func([]string) migrate.Controller { return c.Ctrl }, Logger: logger,
 		WrapPeerConn: c.WrapPeerConn,
-	})
+	}
+	if c.Configure != nil {
+		c.Configure(&cfg)
+	}
+	n, err := node.Start(context.Background(), cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
