@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -149,7 +150,7 @@ func ctl(ctx context.Context, args []string, out io.Writer) error {
 		if *asJSON {
 			return printJSON(out, c)
 		}
-		printConfig(out, c, nil)
+		printConfig(out, c, nil, nil)
 		return nil
 	case "status":
 		st, err := cl.Status(ctx)
@@ -161,7 +162,11 @@ func ctl(ctx context.Context, args []string, out io.Writer) error {
 		}
 		fmt.Fprintf(out, "controller replica %d (%s), leader %d, term %d, auto rebalance %s\n",
 			st.Node.ID, st.Node.State, st.Node.Leader, st.Node.Term, onOff(st.Auto))
-		printConfig(out, st.Config, st.Shards)
+		leaders := map[uint64]string{}
+		for _, gid := range st.Config.GroupIDs() {
+			leaders[gid] = groupProgress(access(cl), st.Config.Groups[gid]).leader
+		}
+		printConfig(out, st.Config, st.Shards, leaders)
 		printGroups(out, access(cl), st.Config)
 		return nil
 	}
@@ -225,26 +230,33 @@ func onOff(b bool) string {
 	return "off"
 }
 
-// printConfig prints a configuration as a table of shards (with their loads when known) and a
+// printConfig prints a configuration as a table of shards (with each group's leader and the
+// shards' loads when known) and a
 // list of groups.
-func printConfig(out io.Writer, c controller.Config, loads []controller.ShardStatus) {
+func printConfig(out io.Writer, c controller.Config, loads []controller.ShardStatus, leaders map[uint64]string) {
 	fmt.Fprintf(out, "configuration %d: %d shards, %d groups\n\n", c.Num, len(c.Shards), len(c.Groups))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	withLoad := false
 	for _, l := range loads {
 		withLoad = withLoad || l.Reported
 	}
-	if withLoad {
-		fmt.Fprintln(tw, "slots\tcount\tgroup\tkeys\tbytes\tops/s\t")
-	} else {
-		fmt.Fprintln(tw, "slots\tcount\tgroup\t")
+	fmt.Fprint(tw, "slots\tcount\tgroup\t")
+	if leaders != nil {
+		fmt.Fprint(tw, "leader\t")
 	}
+	if withLoad {
+		fmt.Fprint(tw, "keys\tbytes\tops/s\t")
+	}
+	fmt.Fprintln(tw)
 	for i, s := range c.Shards {
 		group := "-"
 		if s.Group != 0 {
 			group = strconv.FormatUint(s.Group, 10)
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t", s.Range, s.Range.Len(), group)
+		if leaders != nil {
+			fmt.Fprintf(tw, "%s\t", cmp.Or(leaders[s.Group], "-"))
+		}
 		if withLoad {
 			if i < len(loads) && loads[i].Reported {
 				mark := ""
