@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -26,19 +25,7 @@ func TestClusterLeaveJoinUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		c.StopAll()
-		if t.Failed() {
-			for _, s := range c.Specs {
-				if b, err := os.ReadFile(s.Log); err == nil {
-					t.Logf("--- %s (last 1500 bytes):\n%s", s.Log, tail(b, 1500))
-				}
-			}
-		}
-	})
-	if err := c.StartAll(); err != nil {
-		t.Fatal(err)
-	}
+	startOwned(t, c)
 	ctx, cancel := context.WithTimeout(t.Context(), 150*time.Second)
 	defer cancel()
 	if err := c.JoinAll(ctx, 60*time.Second); err != nil {

@@ -39,6 +39,25 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// startOwned starts every process of c and has the test stop them (by pid) when it ends,
+// printing the tail of each process's log if the test failed.
+func startOwned(t *testing.T, c *harness.Cluster) {
+	t.Helper()
+	t.Cleanup(func() {
+		c.StopAll()
+		if t.Failed() {
+			for _, s := range c.Specs {
+				if b, err := os.ReadFile(s.Log); err == nil {
+					t.Logf("--- %s (last 2000 bytes):\n%s", s.Log, tail(b, 2000))
+				}
+			}
+		}
+	})
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // startGroup starts a 3-process group on free ports and stops it when the test ends.
 func startGroup(t *testing.T) (*harness.Cluster, uint64) {
 	t.Helper()
@@ -47,19 +66,7 @@ func startGroup(t *testing.T) (*harness.Cluster, uint64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		c.StopAll()
-		if t.Failed() {
-			for _, s := range c.Specs {
-				if b, err := os.ReadFile(s.Log); err == nil {
-					t.Logf("--- log of node %d (last 3000 bytes):\n%s", s.ID, tail(b, 3000))
-				}
-			}
-		}
-	})
-	if err := c.StartAll(); err != nil {
-		t.Fatal(err)
-	}
+	startOwned(t, c)
 	leader, err := c.WaitLeader(t.Context(), 20*time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -48,19 +49,7 @@ func TestSecureProcesses(t *testing.T) {
 		}
 	}
 	c.Access = harness.Access{TLS: set.Client, Username: "internal", Password: "int-pw"}
-	t.Cleanup(func() {
-		c.StopAll()
-		if t.Failed() {
-			for _, s := range c.Specs {
-				if b, err := os.ReadFile(s.Log); err == nil {
-					t.Logf("--- %s (last 1500 bytes):\n%s", s.Log, tail(b, 1500))
-				}
-			}
-		}
-	})
-	if err := c.StartAll(); err != nil {
-		t.Fatal(err)
-	}
+	startOwned(t, c)
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	if err := c.JoinAll(ctx, 60*time.Second); err != nil {
@@ -220,14 +209,11 @@ func TestDemoTLS(t *testing.T) {
 
 // demoPorts finds a base port with n consecutive free client ports and their peer ports.
 func demoPorts(t *testing.T, n int) int {
-	for range 50 {
-		p, err := harness.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p+n+10000 > 65535 {
-			continue
-		}
+	// Below the kernel's ephemeral range (32768 and up here), both for the client ports and the
+	// peer ports 10000 above them, so that the many outgoing connections other tests open at the
+	// same time cannot be holding them.
+	for range 200 {
+		p := 20000 + rand.IntN(2700)
 		ok := true
 		for i := range n {
 			for _, port := range []int{p + i, p + i + 10000} {
