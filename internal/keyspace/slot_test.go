@@ -2,6 +2,7 @@ package keyspace
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -172,5 +173,41 @@ func BenchmarkSlotString(b *testing.B) {
 	key := "user:1000:profile"
 	for b.Loop() {
 		SlotString(key)
+	}
+}
+
+// crc16Bytewise is the plain byte-at-a-time CRC, the reference for the sliced crc16.
+func crc16Bytewise(b []byte) uint16 {
+	var crc uint16
+	for _, c := range b {
+		crc = crc<<8 ^ crcTable[byte(crc>>8)^c]
+	}
+	return crc
+}
+
+// TestSlicedCRCMatchesBytewise checks the four-bytes-per-step CRC (and so Slot)
+// against the byte-at-a-time definition, on hash-tag shapes and random keys.
+func TestSlicedCRCMatchesBytewise(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	cases := []string{"", "a", "123456789", "{user1000}.following", "foo{}{bar}", "foo{{bar}}zap",
+		"foo{bar}{zap}", "{}x", "{", "}", "{a", "a}", "x{y}"}
+	for range 20000 {
+		b := make([]byte, rng.IntN(40))
+		for i := range b {
+			b[i] = "ab{}xyz\x00\xff"[rng.IntN(9)]
+		}
+		cases = append(cases, string(b))
+	}
+	for _, c := range cases {
+		if got, want := crc16([]byte(c)), crc16Bytewise([]byte(c)); got != want {
+			t.Fatalf("crc16(%q) = %#x, want %#x", c, got, want)
+		}
+		tag := HashTag([]byte(c))
+		if got, want := Slot([]byte(c)), crc16Bytewise(tag)&slotMask; got != want {
+			t.Fatalf("Slot(%q) = %d, want %d", c, got, want)
+		}
+		if SlotString(c) != Slot([]byte(c)) {
+			t.Fatalf("SlotString(%q) differs from Slot", c)
+		}
 	}
 }

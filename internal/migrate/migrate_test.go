@@ -30,10 +30,8 @@ func TestProgressInfo(t *testing.T) {
 	p := Progress{Config: 7, Done: false, SlotsPulling: 256, PairsMoved: 10, BytesMoved: 480, BytesPerSec: 1000}
 	info := p.Info()
 	for _, want := range []string{"migration_config:7\r\n", "migration_done:0\r\n", "migration_slots_pulling:256\r\n", "migration_pairs_moved:10\r\n", "migration_bytes_per_sec:1000\r\n"} {
-		if !contains(info, want) {
+		if !strings.Contains(info, want) {
 			t.Errorf("Info() lacks %q:\n%s", want, info)
 		}
 	}
 }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }

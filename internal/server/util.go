@@ -1,52 +1,14 @@
 package server
 
-import "math"
+import (
+	"math"
 
-// parseInt parses b as Redis's string2ll does: an optional '-', then digits with no leading
-// zero (except "0" itself), no '+', no spaces, within int64. Redis is this strict, so "01" or
-// " 1" are not integers for INCRBY, SELECT or COUNT, and Shoal must agree.
-func parseInt(b []byte) (int64, bool) {
-	if len(b) == 0 {
-		return 0, false
-	}
-	if len(b) == 1 && b[0] == '0' {
-		return 0, true
-	}
-	neg := false
-	i := 0
-	if b[0] == '-' {
-		neg = true
-		i = 1
-		if len(b) == 1 {
-			return 0, false
-		}
-	}
-	if b[i] < '1' || b[i] > '9' {
-		return 0, false
-	}
-	if len(b)-i > 19 {
-		// More than 19 digits cannot fit an int64; at most 19 cannot overflow a uint64.
-		return 0, false
-	}
-	var v uint64
-	for ; i < len(b); i++ {
-		c := b[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		v = v*10 + uint64(c-'0')
-	}
-	if neg {
-		if v > uint64(math.MaxInt64)+1 {
-			return 0, false
-		}
-		return -int64(v), true
-	}
-	if v > math.MaxInt64 {
-		return 0, false
-	}
-	return int64(v), true
-}
+	"github.com/shoal-kv/shoal/internal/group"
+)
+
+// parseInt parses b as Redis's string2ll does (group.ParseInt, which INCRBY applies to stored
+// values): so "01" or " 1" are not integers for INCRBY, SELECT or COUNT either.
+func parseInt(b []byte) (int64, bool) { return group.ParseInt(b) }
 
 // parseCursor parses a SCAN cursor as Redis does with strtoul: optional sign, decimal digits,
 // no leading space, no trailing garbage, no overflow. A negative cursor wraps as in C; an

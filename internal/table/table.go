@@ -62,7 +62,7 @@ func (t *Table) writer(slot uint16) *slotTable {
 // Get appends the value of key to dst and returns it with ok true, or returns dst and false
 // when key is absent.
 func (t *Table) Get(key []byte, dst []byte) (val []byte, ok bool) {
-	s := t.reader(slotOf(key))
+	s := t.reader(keyspace.Slot(key))
 	if s == nil {
 		return dst, false
 	}
@@ -75,7 +75,7 @@ func (t *Table) Get(key []byte, dst []byte) (val []byte, ok bool) {
 
 // Has reports whether key is present, without copying its value.
 func (t *Table) Has(key []byte) bool {
-	s := t.reader(slotOf(key))
+	s := t.reader(keyspace.Slot(key))
 	if s == nil {
 		return false
 	}
@@ -89,7 +89,7 @@ func (t *Table) Has(key []byte) bool {
 
 // Set stores val under key and reports whether it replaced an existing value.
 func (t *Table) Set(key, val []byte) (replaced bool) {
-	s := t.writer(slotOf(key))
+	s := t.writer(keyspace.Slot(key))
 	h := s.hash(key)
 	s.mu.Lock()
 	before := s.footprint()
@@ -108,7 +108,7 @@ func (t *Table) Set(key, val []byte) (replaced bool) {
 
 // Delete removes key and reports whether it was present.
 func (t *Table) Delete(key []byte) bool {
-	s := t.reader(slotOf(key))
+	s := t.reader(keyspace.Slot(key))
 	if s == nil {
 		return false
 	}
@@ -129,7 +129,7 @@ func (t *Table) Delete(key []byte) bool {
 // returns the new length of the value. A value that outgrows its record is relocated; values
 // longer than 1 KiB get 25% headroom so that repeated appends copy linearly in total.
 func (t *Table) Append(key, suffix []byte) (newLen int) {
-	s := t.writer(slotOf(key))
+	s := t.writer(keyspace.Slot(key))
 	h := s.hash(key)
 	s.mu.Lock()
 	before := s.footprint()
@@ -150,7 +150,7 @@ func (t *Table) Append(key, suffix []byte) (newLen int) {
 // must be present with a value equal to old; when false, key must be absent (old is ignored).
 // It reports whether the value was written. A nil new stores an empty value.
 func (t *Table) CompareAndSwap(key, old, new []byte, oldPresent bool) bool {
-	s := t.writer(slotOf(key))
+	s := t.writer(keyspace.Slot(key))
 	h := s.hash(key)
 	s.mu.Lock()
 	before := s.footprint()

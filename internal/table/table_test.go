@@ -579,27 +579,6 @@ func TestKeysSortedHelper(t *testing.T) {
 	}
 }
 
-func TestSlotOf(t *testing.T) {
-	rng := rand.New(rand.NewPCG(11, 12))
-	cases := []string{"", "a", "123456789", "{user1000}.following", "foo{}{bar}", "foo{{bar}}zap",
-		"foo{bar}{zap}", "{}x", "{", "}", "{a", "a}", "x{y}"}
-	for range 20000 {
-		b := make([]byte, rng.IntN(40))
-		for i := range b {
-			b[i] = "ab{}xyz\x00\xff"[rng.IntN(9)]
-		}
-		cases = append(cases, string(b))
-	}
-	for _, c := range cases {
-		if got, want := slotOf([]byte(c)), keyspace.Slot([]byte(c)); got != want {
-			t.Fatalf("slotOf(%q) = %d, want %d", c, got, want)
-		}
-	}
-	if crc16([]byte("123456789")) != 0x31C3 {
-		t.Fatal("crc16 check value")
-	}
-}
-
 // TestPoolCleanup checks that an unreachable table's mapped chunks are released.
 func TestPoolCleanup(t *testing.T) {
 	tb := New()
