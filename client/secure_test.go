@@ -16,11 +16,7 @@ import (
 // TestTLSAndAuth: the client's TLS and AUTH options against nodes that require both; a
 // read-only user's writes are refused with the server's NOPERM, and a wrong password fails.
 func TestTLSAndAuth(t *testing.T) {
-	files, err := tlsconf.GenerateDemo(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := tlsconf.Load(files)
+	set, err := tlsconf.DemoSet(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,11 +27,7 @@ reader    rd-pw   read
 // internal user for node-to-node traffic, and the TLS set the test's clients use.
 func secureConfig(t *testing.T) (func(*node.Config), *tlsconf.Set) {
 	t.Helper()
-	f, err := tlsconf.GenerateDemo(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := tlsconf.Load(f)
+	set, err := tlsconf.DemoSet(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

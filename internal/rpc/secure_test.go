@@ -58,11 +58,7 @@ func authServer(t *testing.T, cfg *tls.Config) string {
 }
 
 func TestTLSAndAuth(t *testing.T) {
-	f, err := tlsconf.GenerateDemo(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := tlsconf.Load(f)
+	set, err := tlsconf.DemoSet(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,3 +123,13 @@ func serial() *big.Int {
 	}
 	return n
 }
+
+// DemoSet generates (or reuses) the throwaway CA and node certificate in dir, as GenerateDemo,
+// and loads them: what the demo and tests use to run a TLS cluster on 127.0.0.1.
+func DemoSet(dir string) (*Set, error) {
+	f, err := GenerateDemo(dir)
+	if err != nil {
+		return nil, err
+	}
+	return Load(f)
+}

@@ -12,11 +12,7 @@ import (
 // peerTLS generates a CA with a node certificate and returns its peer configuration.
 func peerTLS(t *testing.T) *tlsconf.Set {
 	t.Helper()
-	f, err := tlsconf.GenerateDemo(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := tlsconf.Load(f)
+	set, err := tlsconf.DemoSet(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
