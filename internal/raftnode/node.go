@@ -63,6 +63,9 @@ type Config struct {
 	Logger   *slog.Logger
 	// PeerTLS, when set, secures peer links with mutual TLS (see transport.Config.TLS).
 	PeerTLS *tls.Config
+	// NoLeaseReads makes every ReadBarrier run a read index round (a heartbeat quorum) instead
+	// of using the leader's clock-based lease (see leaseDuration).
+	NoLeaseReads bool
 }
 
 func (c *Config) fill() {
@@ -109,6 +112,7 @@ type Node struct {
 	applied       atomic.Uint64
 	leader        atomic.Uint64
 	term          atomic.Uint64
+	commit        atomic.Uint64 // commit index of the newest HardState, published before its messages leave
 
 	// appliedMu guards appliedWaiters: barriers waiting for the apply index to reach a value.
 	appliedMu      sync.Mutex
@@ -164,6 +168,12 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 		}
 	}
 	restart := !raft.IsEmptySnap(snapshot) || !raft.IsEmptyHardState(st.HardState) || len(st.Entries) > 0
+	n.reads.epoch = time.Now()
+	if restart {
+		// This node may have promised a leader, before it stopped, not to vote for a while;
+		// it no longer knows when, so it keeps that promise for a whole lease from now.
+		n.reads.voteGuardUntil = int64(time.Duration(cfg.ElectionTicks) * cfg.TickInterval)
+	}
 	if !raft.IsEmptySnap(snapshot) {
 		if err := n.storage.applySnapshot(snapshot); err != nil {
 			return nil, fmt.Errorf("raftnode: apply snapshot: %w", err)
@@ -229,6 +239,9 @@ func (n *Node) Start(ctx context.Context) error {
 		ListenAddr: n.cfg.ListenAddr,
 		Peers:      peers,
 		Handler: func(ctx context.Context, m raftpb.Message) error {
+			if n.dropVote(m) {
+				return nil
+			}
 			return n.raft.Step(ctx, m)
 		},
 		Unreachable: func(id uint64) { n.raft.ReportUnreachable(id) },
@@ -324,6 +337,7 @@ func (n *Node) ID() uint64 { return n.cfg.ID }
 
 // TransferLeadership asks the leader to hand leadership to the given node.
 func (n *Node) TransferLeadership(ctx context.Context, to uint64) {
+	n.revokeLease()
 	n.raft.TransferLeadership(ctx, n.leader.Load(), to)
 }
 
@@ -364,6 +378,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	}
 	if !raft.IsEmptyHardState(rd.HardState) {
 		n.term.Store(rd.HardState.Term)
+		n.commit.Store(rd.HardState.Commit)
 	}
 	if len(rd.ReadStates) > 0 {
 		n.reads.deliver(rd.ReadStates)
