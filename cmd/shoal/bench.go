@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,7 @@ func runBench(ctx context.Context, args []string) error {
 	keep := fs.Bool("keep", false, "keep the temporary directory with the servers' data and logs")
 	verbose := fs.Bool("v", false, "debug logging (process starts and stops)")
 	from := fs.String("from", "", "render the report again from a results.json instead of measuring")
+	targets := fs.String("targets", "", "run only these targets, comma-separated (e.g. redis,shoal-1; default: all of "+strings.Join(bench.TargetNames, ",")+")")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,6 +61,10 @@ func runBench(ctx context.Context, args []string) error {
 			cfg.Clients = append(cfg.Clients, n)
 		}
 	}
+	cfg.Targets = splitList(*targets)
+	if err := bench.CheckTargets(cfg.Targets); err != nil {
+		return fmt.Errorf("--targets: %w", err)
+	}
 	cfg.Out = *out
 	cfg.KeepDir = *keep
 	cfg.Command = strings.TrimSpace("go run ./cmd/shoal bench " + strings.Join(args, " "))
@@ -68,6 +74,9 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	for _, bin := range []string{"redis-server", "redis-cli", "redis-benchmark", "etcd"} {
+		if bin == "etcd" && len(cfg.Targets) > 0 && !slices.Contains(cfg.Targets, bench.TEtcd) {
+			continue // only the etcd target needs it
+		}
 		if _, err := exec.LookPath(bin); err != nil {
 			return fmt.Errorf("%s not found (run scripts/install-bench-deps.sh): %w", bin, err)
 		}

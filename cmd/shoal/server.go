@@ -31,6 +31,8 @@ func runServer(ctx context.Context, args []string) error {
 	maxClients := fs.Int("maxclients", server.DefaultMaxClients, "most client connections served at once; more get -ERR max number of clients reached")
 	var idle seconds
 	fs.Var(&idle, "timeout", "close client connections idle this long, in seconds or as a duration (0: never), as Redis's timeout")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address (developers only)")
+	hideFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -51,6 +53,14 @@ func runServer(ctx context.Context, args []string) error {
 		return err
 	}
 	a := security.auth
+	if *pprofAddr != "" {
+		addr, stop, err := startPprof(*pprofAddr, logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		logger.Info("pprof", "addr", addr)
+	}
 	n, err := node.Start(ctx, node.Config{
 		ID: *id, GroupID: *groupID, Dir: *dir, Members: members, PeerListen: *peerListen,
 		TickInterval: *tick, SnapshotEntries: *snapEntries, Logger: logger,

@@ -32,7 +32,10 @@ type Config struct {
 	MemPairs  uint64  // pairs loaded for memory per pair
 	Command   string  // how the run was invoked, for the report
 	KeepDir   bool    // keep the temporary directory (data, logs) after the run
-	Log       *slog.Logger
+	// Targets restricts the run to these targets (names as in TargetNames); empty runs all.
+	// Shoal rows whose peer is left out are reported without a ratio.
+	Targets []string
+	Log     *slog.Logger
 }
 
 // DefaultConfig returns the full run's parameters, or the quick ones.
@@ -78,7 +81,7 @@ func Run(ctx context.Context, cfg Config) (_ *Results, err error) {
 	procs := NewProcs(log)
 	defer procs.StopAll()
 	log.Info("starting targets", "dir", dir)
-	env, err := StartEnv(ctx, cfg.Exe, dir, procs)
+	env, err := StartEnv(ctx, cfg.Exe, dir, procs, cfg.Targets)
 	if err != nil {
 		return nil, fmt.Errorf("%w (logs kept in %s)", err, dir)
 	}
@@ -415,8 +418,7 @@ func measureMemory(ctx context.Context, t *Target, cfg Config, m *MemRow) error 
 	if r.Failed > 0 {
 		return fmt.Errorf("%d of %d writes refused", r.Failed, m.Pairs)
 	}
-	sleepCtx(ctx, 2*time.Second)
-	if m.RSSAfter, err = sumRSS(t); err != nil {
+	if m.RSSAfter, err = settledRSS(ctx, t); err != nil {
 		return err
 	}
 	_, m.EngineAfter, err = engineMemory(ctx, t)
@@ -428,6 +430,29 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// settledRSS waits until the target's memory stops moving after a load (every system gets the
+// same chance to finish background work such as Redis's lazy frees or Shoal's idle log
+// compaction) and returns it: two readings 1 s apart within 1% of each other, or whatever the
+// reading is after 20 s.
+func settledRSS(ctx context.Context, t *Target) (int64, error) {
+	prev, err := sumRSS(t)
+	if err != nil {
+		return 0, err
+	}
+	for range 20 {
+		sleepCtx(ctx, time.Second)
+		cur, err := sumRSS(t)
+		if err != nil {
+			return 0, err
+		}
+		if d := cur - prev; d*100 <= prev && -d*100 <= prev {
+			return cur, nil
+		}
+		prev = cur
+	}
+	return prev, nil
 }
 
 func sumRSS(t *Target) (int64, error) {

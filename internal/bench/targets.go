@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -97,9 +98,26 @@ func (e *Env) Target(name string) *Target {
 	return nil
 }
 
-// StartEnv starts every target in dir: the peers as child processes and Shoal through the
-// harness from the binary exe. On error it stops what it had started.
-func StartEnv(ctx context.Context, exe, dir string, procs *Procs) (_ *Env, err error) {
+// TargetNames lists every target in the order a run starts and measures them.
+var TargetNames = []string{TRedis, TRedisCluster, TEtcd, TShoal1, TShoal3, TShoalCluster}
+
+// CheckTargets reports an error naming the first entry of names that is not a target.
+func CheckTargets(names []string) error {
+	for _, n := range names {
+		if !slices.Contains(TargetNames, n) {
+			return fmt.Errorf("unknown target %q (targets: %s)", n, strings.Join(TargetNames, ", "))
+		}
+	}
+	return nil
+}
+
+// StartEnv starts the targets named in only (every target when only is empty) in dir: the
+// peers as child processes and Shoal through the harness from the binary exe. On error it stops
+// what it had started.
+func StartEnv(ctx context.Context, exe, dir string, procs *Procs, only []string) (_ *Env, err error) {
+	if err := CheckTargets(only); err != nil {
+		return nil, err
+	}
 	e := &Env{Dir: dir, procs: procs}
 	defer func() {
 		if err != nil {
@@ -118,6 +136,9 @@ func StartEnv(ctx context.Context, exe, dir string, procs *Procs) (_ *Env, err e
 		{TShoalCluster, func(ctx context.Context) (*Target, error) { return e.startShoalCluster(ctx, exe) }},
 	}
 	for _, s := range steps {
+		if len(only) > 0 && !slices.Contains(only, s.name) {
+			continue
+		}
 		t, err := s.start(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("start %s: %w", s.name, err)

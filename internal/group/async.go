@@ -3,6 +3,7 @@ package group
 import (
 	"context"
 	"errors"
+	"math/bits"
 )
 
 // WriteOp names a write that can be started before the previous one finished.
@@ -32,15 +33,32 @@ type WriteResult struct {
 	Set SetResult
 }
 
-// Wait returns a started write's result.
-type Wait func(ctx context.Context) (WriteResult, error)
+// Wait is a started write, returned by Start. It is a plain value (no closure, no pointer to a
+// fresh record) so that a pipelined write allocates nothing for it. Its zero value is not a
+// write. Result must be called exactly once.
+type Wait struct {
+	p  pending
+	op WriteOp
+}
+
+// Result blocks until the write applied on this replica, or ctx ends, and returns its outcome.
+func (w Wait) Result(ctx context.Context) (WriteResult, error) {
+	res, err := w.p.wait(ctx)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	if w.op == WriteSet {
+		return WriteResult{Set: SetResult{Done: res.ok, Old: res.val, HadOld: res.n == 1}}, nil
+	}
+	return WriteResult{N: res.n}, nil
+}
 
 var errBadWrite = errors.New("group: malformed write")
 
-// Start proposes a write and returns at once; the returned Wait blocks until it applied. Writes
-// started by one goroutine apply in the order they were started, so a connection can propose a
-// pipeline of writes back to back and answer them in order, paying one commit latency for the
-// batch instead of one per command.
+// Start proposes a write and returns at once; the returned Wait's Result blocks until it
+// applied. Writes started by one goroutine apply in the order they were started, so a
+// connection can propose a pipeline of writes back to back and answer them in order, paying
+// one commit latency for the batch instead of one per command.
 func (g *Group) Start(ctx context.Context, w Write) (Wait, error) {
 	c := command{args: w.Args, delta: w.Delta}
 	switch w.Op {
@@ -56,23 +74,38 @@ func (g *Group) Start(ctx context.Context, w Write) (Wait, error) {
 	case WriteMSet:
 		c.op = opMSet
 	default:
-		return nil, errBadWrite
+		return Wait{}, errBadWrite
 	}
 	p, err := g.start(ctx, &c)
 	if err != nil {
-		return nil, err
+		return Wait{}, err
 	}
-	op := w.Op
-	return func(ctx context.Context) (WriteResult, error) {
-		res, err := p.wait(ctx)
-		if err != nil {
-			return WriteResult{}, err
-		}
-		if op == WriteSet {
-			return WriteResult{Set: SetResult{Done: res.ok, Old: res.val, HadOld: res.n == 1}}, nil
-		}
-		return WriteResult{N: res.n}, nil
-	}, nil
+	return Wait{p: p, op: w.Op}, nil
+}
+
+// encodedLen is the exact length of c.encode's output. The encoded command is the raft entry,
+// which raft keeps in memory until the log is compacted: allocating it at its exact length
+// rather than at size()'s bound puts a SET of a 16-byte key and 32-byte value in an 80-byte
+// allocation instead of a 128-byte one.
+func (c *command) encodedLen() int {
+	n := 1 + 8 + uvarintLen(c.clientID) + uvarintLen(c.seq) + uvarintLen(c.acked) + 1 +
+		varintLen(c.delta) + uvarintLen(uint64(len(c.args)))
+	for _, a := range c.args {
+		n += uvarintLen(uint64(len(a))) + len(a)
+	}
+	return n
+}
+
+// uvarintLen is the length of binary.AppendUvarint's encoding of x.
+func uvarintLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
+
+// varintLen is the length of binary.AppendVarint's encoding of x (zig-zag, then uvarint).
+func varintLen(x int64) int {
+	ux := uint64(x) << 1
+	if x < 0 {
+		ux = ^ux
+	}
+	return uvarintLen(ux)
 }
 
 func setFlags(a SetArgs) byte {

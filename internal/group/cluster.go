@@ -130,6 +130,7 @@ func (g *Group) applyInstall(num uint64, data []byte) result {
 		if g.cs.slots[slot] != slotPulling {
 			return nil // installed already (a retried install): keep the first copy
 		}
+		g.preserve(slot)
 		s, err := decodeSessions(sessions)
 		if err != nil {
 			return err
@@ -167,6 +168,7 @@ func (g *Group) applyDrop(num uint64, r keyspace.Range) result {
 		if g.cs.slots[s] != slotGiving {
 			continue
 		}
+		g.preserve(uint16(s))
 		dropped += int64(g.tab.DropRange(keyspace.SlotRange(uint16(s))))
 		g.sessions[s] = nil
 		g.cs.slots[s] = slotNotOwned

@@ -63,14 +63,6 @@ func (c *command) encode(dst []byte) []byte {
 	return dst
 }
 
-func (c *command) size() int {
-	n := 1 + 8 + 3*binary.MaxVarintLen64 + 1 + binary.MaxVarintLen64 + binary.MaxVarintLen64
-	for _, a := range c.args {
-		n += binary.MaxVarintLen32 + len(a)
-	}
-	return n
-}
-
 var errCorrupt = errors.New("group: corrupt command")
 
 // decode parses a command; args alias data.

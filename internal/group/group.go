@@ -76,11 +76,20 @@ type Group struct {
 
 	waitMu  sync.Mutex
 	waiters map[uint64]chan result
+	// chans recycles the one-slot channels that carry results from Apply to proposers: a fresh
+	// channel per write cost two allocations (its header and its buffer, since result holds
+	// pointers) on the hottest write path.
+	chans sync.Pool
 
 	// sessions is touched only by the apply path (Apply, Snapshot, Restore), which raftnode runs
 	// on one goroutine, so it needs no lock. One record set per slot, so records move with a
 	// shard.
 	sessions [keyspace.NumSlots]*slotSessions
+
+	// snap is the snapshot being written out, if any (see snapJob). Owned by the apply path like
+	// sessions: every apply-path change of a slot's pairs or records calls preserve (or
+	// preserveCommand) first, so the snapshot keeps the slot as it was at its capture index.
+	snap *snapJob
 
 	// own guards cs. The apply path takes it for writing when configurations or hand-offs change
 	// which slots the group serves; reads hold it shared from their ownership check until they
@@ -134,7 +143,9 @@ func (g *Group) propose(ctx context.Context, c *command) (result, error) {
 	return p.wait(ctx)
 }
 
-// pending is a proposed command whose result has not arrived yet.
+// pending is a proposed command whose result has not arrived yet. It is a value, and its
+// channel comes from a pool (Group.chans), so that starting a write allocates nothing beyond the log
+// entry itself. Exactly one of wait or release must be called for it, once.
 type pending struct {
 	g  *Group
 	id uint64
@@ -143,16 +154,16 @@ type pending struct {
 
 // start proposes a command and returns without waiting for it to commit. Commands started by
 // one goroutine enter the log in the order they were started.
-func (g *Group) start(ctx context.Context, c *command) (*pending, error) {
+func (g *Group) start(ctx context.Context, c *command) (pending, error) {
 	if s, ok := SessionFrom(ctx); ok {
 		c.clientID, c.seq, c.acked = s.ClientID, s.Seq, s.Acked
 	}
 	c.reqID = g.reqID.Add(1)
-	p := &pending{g: g, id: c.reqID, ch: make(chan result, 1)}
+	p := pending{g: g, id: c.reqID, ch: g.resultChan()}
 	g.waitMu.Lock()
 	g.waiters[c.reqID] = p.ch
 	g.waitMu.Unlock()
-	data := c.encode(make([]byte, 0, c.size()))
+	data := c.encode(make([]byte, 0, c.encodedLen()))
 	backoff := 10 * time.Millisecond
 	for {
 		err := g.r.Propose(ctx, data)
@@ -161,34 +172,64 @@ func (g *Group) start(ctx context.Context, c *command) (*pending, error) {
 		}
 		// A dropped proposal was never appended, so proposing it again cannot apply it twice.
 		if !errors.Is(err, raft.ErrProposalDropped) {
-			p.forget()
-			return nil, fmt.Errorf("propose: %w", err)
+			p.release()
+			return pending{}, fmt.Errorf("propose: %w", err)
 		}
 		select {
 		case <-ctx.Done():
-			p.forget()
-			return nil, fmt.Errorf("%w: %w", ErrNotLeader, ctx.Err())
+			p.release()
+			return pending{}, fmt.Errorf("%w: %w", ErrNotLeader, ctx.Err())
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 200*time.Millisecond)
 	}
 }
 
-func (p *pending) forget() {
+// deliver hands the result of command id to its proposer, if one waits on this replica. The
+// send happens under waitMu and removes the registration, so that release knows a result can
+// no longer arrive once it has removed the registration itself, and one registration never
+// receives twice (which would block the apply loop on the one-slot channel).
+func (g *Group) deliver(id uint64, res result) {
+	g.waitMu.Lock()
+	if ch, ok := g.waiters[id]; ok {
+		delete(g.waiters, id)
+		ch <- res
+	}
+	g.waitMu.Unlock()
+}
+
+// release gives up waiting for p: it unregisters p and recycles its channel, emptied of a
+// result that deliver may have sent before the registration was removed.
+func (p pending) release() {
 	p.g.waitMu.Lock()
 	delete(p.g.waiters, p.id)
 	p.g.waitMu.Unlock()
+	select {
+	case <-p.ch:
+	default:
+	}
+	p.g.chans.Put(p.ch)
 }
 
 // wait returns the command's result once this replica applied it.
-func (p *pending) wait(ctx context.Context) (result, error) {
-	defer p.forget()
+func (p pending) wait(ctx context.Context) (result, error) {
 	select {
 	case res := <-p.ch:
+		// deliver unregistered the channel when it sent: nothing else refers to it now.
+		p.g.chans.Put(p.ch)
 		return res, res.err
 	case <-ctx.Done():
+		p.release()
 		return result{}, fmt.Errorf("waiting for commit: %w", ctx.Err())
 	}
+}
+
+// resultChan returns an empty one-slot result channel.
+func (g *Group) resultChan() chan result {
+	if ch, ok := g.chans.Get().(chan result); ok {
+		return ch
+	}
+	return make(chan result, 1)
 }
 
 // Apply implements raftnode.StateMachine.
@@ -198,6 +239,9 @@ func (g *Group) Apply(index uint64, data []byte) {
 		// Every replica sees the same bytes, so every replica skips the same entry.
 		g.log.Error("skipping undecodable entry", "index", index, "err", err)
 		return
+	}
+	if c.op < opConfig {
+		g.preserveCommand(c) // admin ops preserve the slots they change themselves
 	}
 	var res result
 	switch {
@@ -221,12 +265,7 @@ func (g *Group) Apply(index uint64, data []byte) {
 	if c.reqID == 0 {
 		return
 	}
-	g.waitMu.Lock()
-	ch := g.waiters[c.reqID]
-	g.waitMu.Unlock()
-	if ch != nil {
-		ch <- res
-	}
+	g.deliver(c.reqID, res)
 }
 
 func (g *Group) slotSessions(slot uint16) *slotSessions {

@@ -20,6 +20,13 @@ func (g *Group) barrier(ctx context.Context) error {
 
 // Get returns the value of key.
 func (g *Group) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
+	return g.GetAppend(ctx, key, nil)
+}
+
+// GetAppend appends the value of key to dst and returns it, so that a caller serving many
+// reads (a client connection) can reuse one buffer instead of allocating a copy per read.
+// When key is absent it returns false and the returned slice is not meaningful.
+func (g *Group) GetAppend(ctx context.Context, key, dst []byte) ([]byte, bool, error) {
 	if err := g.barrier(ctx); err != nil {
 		return nil, false, err
 	}
@@ -29,7 +36,7 @@ func (g *Group) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	g.ops[keyspace.Slot(key)].Add(1)
-	v, ok := g.tab.Get(key, nil)
+	v, ok := g.tab.Get(key, dst)
 	return v, ok, nil
 }
 

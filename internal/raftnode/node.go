@@ -29,7 +29,9 @@ import (
 )
 
 // StateMachine is the replicated state the node applies committed entries to. All three methods
-// are called from the node's single apply path, never concurrently with each other.
+// are called from the node's single apply path, never concurrently with each other. A state
+// machine that also implements SnapshotStreamer has its snapshots written in the background
+// instead of by Snapshot.
 type StateMachine interface {
 	// Apply applies one committed entry's data at the given log index.
 	Apply(index uint64, data []byte)
@@ -66,6 +68,9 @@ type Config struct {
 	// NoLeaseReads makes every ReadBarrier run a read index round (a heartbeat quorum) instead
 	// of using the leader's clock-based lease (see leaseDuration).
 	NoLeaseReads bool
+	// IdleTicks is how many ticks without an applied entry make a node snapshot early to drop its
+	// in-memory log and return the memory (see idleTick); default 5.
+	IdleTicks int
 }
 
 func (c *Config) fill() {
@@ -80,6 +85,9 @@ func (c *Config) fill() {
 	}
 	if c.SnapshotEntries == 0 {
 		c.SnapshotEntries = 20000
+	}
+	if c.IdleTicks == 0 {
+		c.IdleTicks = 5
 	}
 	if c.CatchUpEntries == 0 {
 		c.CatchUpEntries = 5000
@@ -108,17 +116,20 @@ type Node struct {
 
 	confState     raftpb.ConfState
 	snapshotIndex uint64
-	logBytes      int64 // entry bytes applied since the last snapshot
+	logBytes      int64        // entry bytes applied since the last snapshot
+	snapJob       *snapshotJob // the snapshot being written in the background, if any (raft loop only)
 	applied       atomic.Uint64
 	leader        atomic.Uint64
 	term          atomic.Uint64
 	commit        atomic.Uint64 // commit index of the newest HardState, published before its messages leave
+	persisted     uint64        // index of the last entry written to the WAL (raft loop only)
 
 	// appliedMu guards appliedWaiters: barriers waiting for the apply index to reach a value.
 	appliedMu      sync.Mutex
 	appliedWaiters []appliedWaiter
 
 	reads readBatcher
+	idle  idleState
 
 	stopped chan struct{}
 	failure atomic.Pointer[error] // why the node stopped on its own, if it did
@@ -198,6 +209,10 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 	}
 	if err := n.storage.Append(st.Entries); err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+	n.persisted = snapshot.Metadata.Index
+	if len(st.Entries) > 0 {
+		n.persisted = st.Entries[len(st.Entries)-1].Index
 	}
 	rc := &raft.Config{
 		ID:                        cfg.ID,
@@ -344,6 +359,8 @@ func (n *Node) TransferLeadership(ctx context.Context, to uint64) {
 func (n *Node) run(ctx context.Context) {
 	defer close(n.stopped)
 	defer func() {
+		// The job's goroutine is the raft loop's: it ends before the loop does.
+		n.abortSnapshot()
 		n.raft.Stop()
 		if err := n.trans.Close(); err != nil {
 			n.log.Debug("transport close", "err", err)
@@ -360,6 +377,9 @@ func (n *Node) run(ctx context.Context) {
 			return
 		case <-ticker.C:
 			n.raft.Tick()
+			n.idleTick()
+		case res := <-n.snapshotDone():
+			n.finishSnapshot(res)
 		case rd := <-n.raft.Ready():
 			if err := n.handleReady(rd); err != nil {
 				// A failed fsync means we cannot promise durability for what we would ack: stop
@@ -405,6 +425,8 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	// Durability first: a snapshot file before its WAL marker, then entries and HardState, fsynced
 	// when raft says so, all before any message that acknowledges them leaves this node.
 	if !raft.IsEmptySnap(rd.Snapshot) {
+		// A snapshot being written reads the state Restore is about to replace.
+		n.abortSnapshot()
 		if err := n.snaps.Save(rd.Snapshot); err != nil {
 			return fmt.Errorf("save snapshot: %w", err)
 		}
@@ -412,8 +434,34 @@ func (n *Node) handleReady(rd raft.Ready) error {
 			return fmt.Errorf("wal snapshot marker: %w", err)
 		}
 	}
+	// Committed entries this node had already persisted (in earlier Readys, and not rewritten by
+	// this one) are applied before this Ready's fsync rather than after it, as etcd overlaps
+	// apply with persistence: a write is acknowledged one fsync sooner. On the leader every
+	// committed entry is stable (raft counts its own acknowledgement only after Advance); a
+	// follower may learn of commits beyond what it has persisted, and those wait for the fsync.
+	committed := rd.CommittedEntries
+	if raft.IsEmptySnap(rd.Snapshot) {
+		stable := n.persisted
+		if len(rd.Entries) > 0 && rd.Entries[0].Index <= stable {
+			stable = rd.Entries[0].Index - 1
+		}
+		k := 0
+		for k < len(committed) && committed[k].Index <= stable {
+			k++
+		}
+		if err := n.apply(committed[:k]); err != nil {
+			return err
+		}
+		committed = committed[k:]
+	}
 	if err := n.wal.Save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
 		return fmt.Errorf("wal save: %w", err)
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		n.persisted = rd.Snapshot.Metadata.Index
+	}
+	if len(rd.Entries) > 0 {
+		n.persisted = rd.Entries[len(rd.Entries)-1].Index
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		if err := n.storage.applySnapshot(rd.Snapshot); err != nil {
@@ -433,7 +481,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		return fmt.Errorf("append to storage: %w", err)
 	}
 	n.trans.Send(later)
-	if err := n.apply(rd.CommittedEntries); err != nil {
+	if err := n.apply(committed); err != nil {
 		return err
 	}
 	n.maybeSnapshot()
@@ -523,6 +571,9 @@ type Sizer interface {
 }
 
 func (n *Node) maybeSnapshot() {
+	if n.snapJob != nil {
+		return // one at a time; entries applied meanwhile count towards the next
+	}
 	applied := n.applied.Load()
 	snapIdx := atomic.LoadUint64(&n.snapshotIndex)
 	if applied-snapIdx < n.cfg.SnapshotEntries {
@@ -535,9 +586,18 @@ func (n *Node) maybeSnapshot() {
 		return
 	}
 	n.logBytes = 0
-	if err := n.snapshot(applied); err != nil {
+	if err := n.takeSnapshot(applied); err != nil {
 		n.log.Warn("snapshot failed", "index", applied, "err", err)
 	}
+}
+
+// takeSnapshot snapshots the state at applied: in the background if the state machine can
+// stream, else in line.
+func (n *Node) takeSnapshot(applied uint64) error {
+	if ss, ok := n.sm.(SnapshotStreamer); ok {
+		return n.startSnapshot(ss, applied)
+	}
+	return n.snapshot(applied)
 }
 
 func (n *Node) snapshot(applied uint64) error {
@@ -546,29 +606,17 @@ func (n *Node) snapshot(applied uint64) error {
 	if err != nil {
 		return fmt.Errorf("state machine snapshot: %w", err)
 	}
-	cs := n.confState
-	// The data goes to its file; raft's storage keeps only the metadata (see storage).
-	s, err := n.storage.CreateSnapshot(applied, &cs, nil)
+	term, err := n.storage.Term(applied)
 	if err != nil {
-		return fmt.Errorf("create snapshot: %w", err)
+		return fmt.Errorf("term of %d: %w", applied, err)
 	}
-	s.Data = data
-	if err := n.snaps.Save(s); err != nil {
+	md := raftpb.SnapshotMetadata{Index: applied, Term: term, ConfState: n.confState}
+	// The data goes to its file; raft's storage keeps only the metadata (see storage).
+	if err := n.snaps.Save(raftpb.Snapshot{Metadata: md, Data: data}); err != nil {
 		return fmt.Errorf("save snapshot: %w", err)
 	}
-	if err := n.wal.SaveSnapshot(s.Metadata.Index, s.Metadata.Term); err != nil {
-		return fmt.Errorf("wal snapshot marker: %w", err)
-	}
-	atomic.StoreUint64(&n.snapshotIndex, applied)
-	if applied > n.cfg.CatchUpEntries {
-		if err := n.storage.Compact(applied - n.cfg.CatchUpEntries); err != nil && !errors.Is(err, raft.ErrCompacted) {
-			return fmt.Errorf("compact: %w", err)
-		}
-	}
-	// The snapshot file and marker are durable, so WAL segments wholly before it are not needed
-	// for recovery any more.
-	if err := n.wal.ReleaseTo(applied); err != nil {
-		return fmt.Errorf("release wal: %w", err)
+	if err := n.installSnapshot(md); err != nil {
+		return err
 	}
 	n.log.Info("snapshot", "index", applied, "bytes", len(data), "took", time.Since(start))
 	return nil

@@ -64,6 +64,9 @@ func (w *Writer) SimpleString(s string) {
 	writeLineString(w.bw, s)
 }
 
+// OK writes the status reply "+OK\r\n", the most common reply of all, in one buffered write.
+func (w *Writer) OK() { w.bw.WriteString("+OK\r\n") }
+
 // Error writes an error reply, "-s\r\n". s starts with the error code, for example
 // "ERR unknown command 'x'" or "MOVED 3999 127.0.0.1:6381"; the leading '-' is added here. CR and
 // LF in s are written as spaces, as Redis's addReplyErrorFormat does.

@@ -16,6 +16,7 @@ func TestWriter(t *testing.T) {
 		want  string
 	}{
 		{"simple", func(w *Writer) { w.SimpleString("OK") }, "+OK\r\n"},
+		{"ok", func(w *Writer) { w.OK() }, "+OK\r\n"},
 		{"simple sanitized", func(w *Writer) { w.SimpleString("a\r\nb") }, "+a  b\r\n"},
 		{"error", func(w *Writer) { w.Error("ERR unknown command 'x'") }, "-ERR unknown command 'x'\r\n"},
 		{"error sanitized", func(w *Writer) { w.Error("ERR bad\r\n+OK") }, "-ERR bad  +OK\r\n"},
@@ -123,6 +124,7 @@ func TestWriterNoAllocs(t *testing.T) {
 	v := Value{Type: '*', Array: []Value{{Type: '$', Str: val}, {Type: ':', Int: 7}}}
 	allocs := testing.AllocsPerRun(1000, func() {
 		w.SimpleString("OK")
+		w.OK()
 		w.Error("ERR x")
 		w.Int(123456789)
 		w.Bulk(val)

@@ -23,7 +23,8 @@ import (
 
 // Local is the group this node is a replica of.
 type Local interface {
-	Get(ctx context.Context, key []byte) ([]byte, bool, error)
+	// GetAppend appends key's value to dst, so that callers can reuse one buffer.
+	GetAppend(ctx context.Context, key, dst []byte) ([]byte, bool, error)
 	MGet(ctx context.Context, keys [][]byte) ([][]byte, []bool, error)
 	Exists(ctx context.Context, keys [][]byte) (int64, error)
 	Set(ctx context.Context, a group.SetArgs) (group.SetResult, error)
@@ -232,13 +233,21 @@ func RemoteError(text string) error {
 
 // Get implements server.Backend.
 func (r *Router) Get(ctx context.Context, key []byte) (val []byte, ok bool, err error) {
+	return r.GetAppend(ctx, key, nil)
+}
+
+// GetAppend implements server.ValueAppender: Get, with the value appended to dst.
+func (r *Router) GetAppend(ctx context.Context, key, dst []byte) (val []byte, ok bool, err error) {
 	err = r.route(ctx, keyspace.Slot(key), func() error {
 		var err error
-		val, ok, err = r.cfg.Local.Get(ctx, key)
+		val, ok, err = r.cfg.Local.GetAppend(ctx, key, dst)
 		return err
 	}, func(addr string) error {
 		v, err := r.forward(ctx, addr, []byte("GET"), key)
-		val, ok = v.Str, err == nil && !v.Null
+		ok = err == nil && !v.Null
+		if ok {
+			val = append(dst, v.Str...)
+		}
 		return err
 	})
 	return val, ok, err
@@ -351,23 +360,23 @@ func (r *Router) StartWrite(ctx context.Context, w group.Write) (group.Wait, err
 	switch w.Op {
 	case group.WriteSet:
 		if !serves(w.Set.Key) {
-			return nil, ErrNotLocal
+			return group.Wait{}, ErrNotLocal
 		}
 	case group.WriteMSet:
 		for i := 0; i < len(w.Args); i += 2 {
 			if !serves(w.Args[i]) {
-				return nil, ErrNotLocal
+				return group.Wait{}, ErrNotLocal
 			}
 		}
 	case group.WriteDel:
 		for _, k := range w.Args {
 			if !serves(k) {
-				return nil, ErrNotLocal
+				return group.Wait{}, ErrNotLocal
 			}
 		}
 	default:
 		if len(w.Args) == 0 || !serves(w.Args[0]) {
-			return nil, ErrNotLocal
+			return group.Wait{}, ErrNotLocal
 		}
 	}
 	return r.cfg.Local.Start(ctx, w)

@@ -20,9 +20,9 @@ type fakeLocal struct {
 
 func (f *fakeLocal) Serves(slot uint16) bool { return slot < f.split }
 
-func (f *fakeLocal) Get(context.Context, []byte) ([]byte, bool, error) {
+func (f *fakeLocal) GetAppend(_ context.Context, _, dst []byte) ([]byte, bool, error) {
 	f.gets++
-	return []byte("local"), true, nil
+	return append(dst, "local"...), true, nil
 }
 
 type fakePeers struct {

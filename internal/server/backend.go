@@ -30,6 +30,14 @@ type Backend interface {
 	Info(section string) string
 }
 
+// ValueAppender is offered by backends that can append a value to a buffer the caller
+// reuses. The server uses it for GET: one buffer per connection instead of a fresh copy of
+// every value read.
+type ValueAppender interface {
+	// GetAppend is Get with the value appended to dst (the returned slice, when ok).
+	GetAppend(ctx context.Context, key, dst []byte) (val []byte, ok bool, err error)
+}
+
 // Topology describes the cluster for CLUSTER SLOTS / SHARDS / NODES / INFO.
 type Topology interface {
 	View() ClusterView

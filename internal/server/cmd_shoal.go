@@ -187,7 +187,8 @@ func cmdClientCapa(c *conn, args [][]byte) {
 // redirectFor returns the MOVED reply for a keyed command on a connection that asked for
 // redirects, when the first key's slot is served by another group.
 func (c *conn) redirectFor(cmd *command, args [][]byte) (string, bool) {
-	if cmd.firstKey >= len(args) {
+	// Checked before hashing the key: most connections never ask for redirects.
+	if cmd.firstKey >= len(args) || !c.redirect || c.s.cfg.Router == nil {
 		return "", false
 	}
 	return c.redirectForSlot(keyspace.Slot(args[cmd.firstKey]))

@@ -2,14 +2,19 @@ package server
 
 import (
 	"math"
+	"time"
 
 	"github.com/shoal-kv/shoal/internal/group"
 	"github.com/shoal-kv/shoal/internal/keyspace"
 )
 
+// maxValBuf bounds the value buffer a connection keeps between GETs: a rare huge value is
+// read into a buffer of its own rather than pinned for the life of the connection.
+const maxValBuf = 64 << 10
+
 // cmdGet answers GET key.
 func cmdGet(c *conn, args [][]byte) {
-	val, ok, err := c.s.backend.Get(c.reqCtx(), args[1])
+	val, ok, err := c.getInto(args[1])
 	switch {
 	case err != nil:
 		c.backendError(err)
@@ -18,6 +23,19 @@ func cmdGet(c *conn, args [][]byte) {
 	default:
 		c.w.Bulk(val)
 	}
+}
+
+// getInto reads key through the backend into the connection's value buffer when the backend
+// can, so that answering GET allocates nothing. The value is valid until the next getInto.
+func (c *conn) getInto(key []byte) ([]byte, bool, error) {
+	if c.s.appender == nil {
+		return c.s.backend.Get(c.reqCtx(), key)
+	}
+	val, ok, err := c.s.appender.GetAppend(c.reqCtx(), key, c.valBuf[:0])
+	if ok && cap(val) <= maxValBuf {
+		c.valBuf = val[:0]
+	}
+	return val, ok, err
 }
 
 // setOptions are the parsed options of SET beyond those the backend executes.
@@ -86,7 +104,7 @@ func (c *conn) parseSetOptions(args [][]byte, a *group.SetArgs, o *setOptions) s
 			n *= 1000
 		}
 		// A relative time is added to the clock; Redis rejects a sum that overflows.
-		if o.relative && n > math.MaxInt64-c.now.UnixMilli() {
+		if o.relative && n > math.MaxInt64-time.Now().UnixMilli() {
 			return errInvalidExpire
 		}
 		return errNoExpiry
@@ -119,7 +137,7 @@ func writeSetReply(c *conn, get bool, res group.SetResult, err error) {
 			c.w.Null()
 		}
 	case res.Done:
-		c.w.SimpleString("OK")
+		c.w.OK()
 	default:
 		c.w.Null()
 	}
@@ -206,7 +224,7 @@ func cmdMSet(c *conn, args [][]byte) {
 		c.backendError(err)
 		return
 	}
-	c.w.SimpleString("OK")
+	c.w.OK()
 }
 
 // cmdDBSize answers DBSIZE.

@@ -48,6 +48,9 @@ type conn struct {
 	wrapDepth int
 
 	pipe []pendingReply // pipelined writes started and not yet answered, in order
+	// staleStops cancel request contexts replaced while writes started under them were still
+	// unanswered; drain calls them once those writes are answered.
+	staleStops []context.CancelFunc
 
 	// ctx is reused by successive commands while its deadline is at least half a
 	// RequestTimeout away: a fresh context per command would cost allocations on the GET/SET
@@ -55,8 +58,13 @@ type conn struct {
 	ctx      context.Context
 	ctxStop  context.CancelFunc
 	deadline time.Time
-	now      time.Time // time the current command started
+	// now is when the connection last received bytes (or finished waiting for started writes):
+	// the arrival time of the commands being executed. Reading the clock once per read rather
+	// than once per command matters for pipelines, and commands parsed from one read did
+	// arrive together; it lags the clock by at most the time one read's commands take.
+	now time.Time
 
+	valBuf  []byte   // GET's value, reused from command to command (see getInto)
 	nameBuf [32]byte // lowercased command names for table lookups
 	numBuf  [24]byte // integers formatted as bulk strings
 }
@@ -70,6 +78,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		laddr: nc.LocalAddr().String(),
 		born:  time.Now(),
 	}
+	c.now = c.born
 	c.lastActive.Store(c.born.UnixNano())
 	c.r = resp.NewReader(flushingReader{c}, s.limits)
 	c.w = resp.NewWriter(nc)
@@ -93,7 +102,15 @@ func (fr flushingReader) Read(p []byte) (int, error) {
 	if t := c.s.cfg.IdleTimeout; t > 0 {
 		c.nc.SetReadDeadline(time.Now().Add(t))
 	}
-	return c.nc.Read(p)
+	n, err := c.nc.Read(p)
+	c.touch()
+	return n, err
+}
+
+// touch records that the connection received bytes now.
+func (c *conn) touch() {
+	c.now = time.Now()
+	c.lastActive.Store(c.now.UnixNano())
 }
 
 // serve runs the connection until the peer leaves, a protocol error occurs, QUIT, or Close.
@@ -103,6 +120,9 @@ func (c *conn) serve() {
 	defer func() {
 		if c.ctxStop != nil {
 			c.ctxStop()
+		}
+		for _, stop := range c.staleStops {
+			stop()
 		}
 	}()
 	defer func() {
@@ -145,13 +165,11 @@ func (c *conn) serve() {
 // exec validates and runs one command, writing exactly one reply. It is the single place
 // where every command passes, so lookup, arity and routing are enforced uniformly.
 func (c *conn) exec(args [][]byte) {
-	c.now = time.Now()
-	c.lastActive.Store(c.now.UnixNano())
-	if c.tryStart(args) {
+	cmd := c.lookupCommand(args[0])
+	if c.tryStart(cmd, args) {
 		return
 	}
 	c.drain()
-	cmd := c.lookupCommand(args[0])
 	if cmd == nil {
 		c.unknownCommand(args)
 		return
@@ -200,14 +218,36 @@ func (c *conn) reqCtx() context.Context {
 }
 
 func (c *conn) baseReqCtx() context.Context {
-	if c.ctx == nil || c.deadline.Sub(c.now) < c.s.timeout/2 {
+	done := c.ctx != nil && ctxDone(c.ctx)
+	if c.ctx == nil || done || c.deadline.Sub(c.now) < c.s.timeout/2 {
+		if done {
+			// A command of the current read waited out the context: the clock has moved on
+			// since the read, and the next command deserves a full timeout of its own.
+			c.now = time.Now()
+		}
 		if c.ctxStop != nil {
-			c.ctxStop()
+			if len(c.pipe) > 0 {
+				// Started writes still wait under the old context: cancelling it now would
+				// answer them with an error although they apply.
+				c.staleStops = append(c.staleStops, c.ctxStop)
+			} else {
+				c.ctxStop()
+			}
 		}
 		c.deadline = c.now.Add(c.s.timeout)
 		c.ctx, c.ctxStop = context.WithDeadline(c.s.baseCtx, c.deadline)
 	}
 	return c.ctx
+}
+
+// ctxDone reports whether ctx has ended, without blocking.
+func ctxDone(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 // intReply writes n, or the reply for err.

@@ -34,13 +34,21 @@ func (f *fakeBackend) check(ctx context.Context) error {
 }
 
 func (f *fakeBackend) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
+	return f.GetAppend(ctx, key, nil)
+}
+
+// GetAppend makes the fake a ValueAppender, so the server tests exercise the reused buffer.
+func (f *fakeBackend) GetAppend(ctx context.Context, key, dst []byte) ([]byte, bool, error) {
 	if err := f.check(ctx); err != nil {
 		return nil, false, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	v, ok := f.m[string(key)]
-	return bytes.Clone(v), ok, nil
+	if !ok {
+		return dst, false, nil
+	}
+	return append(dst, v...), true, nil
 }
 
 func (f *fakeBackend) MGet(ctx context.Context, keys [][]byte) ([][]byte, []bool, error) {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"math"
+	"time"
 
 	"github.com/shoal-kv/shoal/internal/group"
 )
@@ -15,11 +16,22 @@ type AsyncBackend interface {
 	StartWrite(ctx context.Context, w group.Write) (group.Wait, error)
 }
 
-// pendingReply is a started write whose reply is still owed, in command order.
+// replyKind says how to answer a started write once its result is in.
+type replyKind uint8
+
+const (
+	replySet    replyKind = iota + 1 // SET: OK, or null when NX/XX prevented it
+	replySetGet                      // SET ... GET: the previous value, or null
+	replyInt                         // DEL, APPEND, INCR...: the integer result
+	replyOK                          // MSET: OK
+)
+
+// pendingReply is a started write whose reply is still owed, in command order. It holds no
+// closure, so starting a write allocates nothing here.
 type pendingReply struct {
-	ctx   context.Context
-	wait  group.Wait
-	reply func(c *conn, res group.WriteResult, err error)
+	ctx  context.Context
+	wait group.Wait
+	kind replyKind
 }
 
 // maxPipelined bounds the writes a connection has in flight before it stops to answer them.
@@ -29,25 +41,54 @@ const maxPipelined = 1024
 // connection writes must come after the replies owed for earlier commands, so everything else
 // that writes a reply (or flushes) drains first.
 func (c *conn) drain() {
+	if len(c.pipe) == 0 {
+		return
+	}
 	for i := range c.pipe {
 		p := &c.pipe[i]
-		res, err := p.wait(p.ctx)
-		p.reply(c, res, err)
+		res, err := p.wait.Result(p.ctx)
+		switch p.kind {
+		case replySet, replySetGet:
+			writeSetReply(c, p.kind == replySetGet, res.Set, err)
+		case replyInt:
+			c.intReply(res.N, err)
+		case replyOK:
+			if err != nil {
+				c.backendError(err)
+			} else {
+				c.w.OK()
+			}
+		}
 		*p = pendingReply{}
 	}
 	c.pipe = c.pipe[:0]
+	// The wait may have been long: the commands still to run should not inherit a stale clock
+	// (their request contexts are renewed from it).
+	c.now = time.Now()
+	// Contexts replaced while these writes were in flight could not be cancelled then (their
+	// writes still waited on them); they can now.
+	for _, stop := range c.staleStops {
+		stop()
+	}
+	clear(c.staleStops)
+	c.staleStops = c.staleStops[:0]
 }
 
-// tryStart starts args as a pipelined write if it is one, more commands are buffered behind it,
+// tryStart starts cmd (looked up from args[0], maybe nil) as a pipelined write if it is one,
 // and every check the ordinary path would make passes; otherwise it reports false and the
 // command runs the ordinary way.
-func (c *conn) tryStart(args [][]byte) bool {
-	ab, ok := c.s.backend.(AsyncBackend)
-	if !ok || c.r.Buffered() == 0 || len(c.pipe) >= maxPipelined {
+//
+// A write is started only while other commands of the connection are buffered or earlier
+// writes are still unanswered: within a pipeline, the last write then shares the batch's
+// commit instead of waiting for its own after the batch was answered. A lone write runs the
+// ordinary way, where the router retries it if its slot is moving.
+func (c *conn) tryStart(cmd *command, args [][]byte) bool {
+	ab := c.s.async
+	if ab == nil || cmd == nil || !cmd.pipelined || len(c.pipe) >= maxPipelined ||
+		(c.r.Buffered() == 0 && len(c.pipe) == 0) {
 		return false
 	}
-	cmd := c.lookupCommand(args[0])
-	if cmd == nil || !cmd.arityOK(len(args)) || c.refusal(cmd, args) != "" {
+	if !cmd.arityOK(len(args)) || c.refusal(cmd, args) != "" {
 		return false // the ordinary path answers with the error
 	}
 	if cmd.name == "shoal.at" {
@@ -59,7 +100,7 @@ func (c *conn) tryStart(args [][]byte) bool {
 		}
 		c.session = &s
 		c.wrapDepth++
-		started := c.tryStart(args[4:])
+		started := c.tryStart(c.lookupCommand(args[4]), args[4:])
 		c.wrapDepth--
 		c.session = prev
 		return started
@@ -74,8 +115,7 @@ func (c *conn) tryStart(args [][]byte) bool {
 		return false
 	}
 	var w group.Write
-	var reply func(c *conn, res group.WriteResult, err error)
-	intReply := func(c *conn, res group.WriteResult, err error) { c.intReply(res.N, err) }
+	kind := replyInt
 	switch cmd.name {
 	case "set":
 		w.Op, w.Set = group.WriteSet, group.SetArgs{Key: args[1], Val: args[2]}
@@ -83,14 +123,16 @@ func (c *conn) tryStart(args [][]byte) bool {
 		if c.parseSetOptions(args, &w.Set, &o) != "" {
 			return false
 		}
-		get := w.Set.Get
-		reply = func(c *conn, res group.WriteResult, err error) { writeSetReply(c, get, res.Set, err) }
+		kind = replySet
+		if w.Set.Get {
+			kind = replySetGet
+		}
 	case "del":
-		w.Op, w.Args, reply = group.WriteDel, args[1:], intReply
+		w.Op, w.Args = group.WriteDel, args[1:]
 	case "append":
-		w.Op, w.Args, reply = group.WriteAppend, args[1:3], intReply
+		w.Op, w.Args = group.WriteAppend, args[1:3]
 	case "incr", "decr":
-		w.Op, w.Args, w.Delta, reply = group.WriteIncrBy, args[1:2], 1, intReply
+		w.Op, w.Args, w.Delta = group.WriteIncrBy, args[1:2], 1
 		if cmd.name == "decr" {
 			w.Delta = -1
 		}
@@ -102,19 +144,12 @@ func (c *conn) tryStart(args [][]byte) bool {
 		if cmd.name == "decrby" {
 			d = -d
 		}
-		w.Op, w.Args, w.Delta, reply = group.WriteIncrBy, args[1:2], d, intReply
+		w.Op, w.Args, w.Delta = group.WriteIncrBy, args[1:2], d
 	case "mset":
 		if len(args)%2 == 0 {
 			return false
 		}
-		w.Op, w.Args = group.WriteMSet, args[1:]
-		reply = func(c *conn, _ group.WriteResult, err error) {
-			if err != nil {
-				c.backendError(err)
-				return
-			}
-			c.w.SimpleString("OK")
-		}
+		w.Op, w.Args, kind = group.WriteMSet, args[1:], replyOK
 	default:
 		return false
 	}
@@ -126,6 +161,10 @@ func (c *conn) tryStart(args [][]byte) bool {
 	if c.lastCmd.Load() != cmd {
 		c.lastCmd.Store(cmd)
 	}
-	c.pipe = append(c.pipe, pendingReply{ctx: ctx, wait: wait, reply: reply})
+	c.pipe = append(c.pipe, pendingReply{ctx: ctx, wait: wait, kind: kind})
 	return true
 }
+
+// pipelinedCommands are the commands tryStart can start: the writes, and the session wrapper
+// around them.
+var pipelinedCommands = []string{"set", "del", "append", "incr", "decr", "incrby", "decrby", "mset", "shoal.at"}

@@ -71,6 +71,8 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	backend  Backend
+	async    AsyncBackend  // backend, when it can start writes without waiting; else nil
+	appender ValueAppender // backend, when it can read into a buffer; else nil
 	topo     Topology
 	log      *slog.Logger
 	limits   resp.Limits
@@ -129,6 +131,9 @@ func New(cfg Config) *Server {
 	if s.maxConns <= 0 {
 		s.maxConns = DefaultMaxClients
 	}
+	// Asserted once here rather than per command on the write path.
+	s.async, _ = cfg.Backend.(AsyncBackend)
+	s.appender, _ = cfg.Backend.(ValueAppender)
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	return s
 }

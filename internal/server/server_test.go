@@ -283,6 +283,41 @@ func TestPipelining(t *testing.T) {
 	c.expect(want.String())
 }
 
+// TestGetReusesValueBuffer reads values of different sizes back to back, pipelined and not,
+// so that a connection's reused GET buffer can never leak bytes of one value into another,
+// including around a value too large to keep (maxValBuf).
+func TestGetReusesValueBuffer(t *testing.T) {
+	e := startServer(t, nil)
+	c := e.dial(t)
+	vals := map[string]string{
+		"short": "x",
+		"mid":   strings.Repeat("m", 300),
+		"huge":  strings.Repeat("h", maxValBuf+1000),
+		"empty": "",
+	}
+	for k, v := range vals {
+		c.do("+OK\r\n", "SET", k, v)
+	}
+	bulk := func(v string) string { return fmt.Sprintf("$%d\r\n%s\r\n", len(v), v) }
+	order := []string{"mid", "short", "huge", "short", "missing", "mid", "empty", "huge", "mid"}
+	var req, want strings.Builder
+	for _, k := range order {
+		fmt.Fprintf(&req, "*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n", len(k), k)
+		if v, ok := vals[k]; ok {
+			want.WriteString(bulk(v))
+		} else {
+			want.WriteString("$-1\r\n")
+		}
+	}
+	c.send(req.String())
+	c.expect(want.String())
+	for _, k := range order {
+		if v, ok := vals[k]; ok {
+			c.do(bulk(v), "GET", k)
+		}
+	}
+}
+
 func TestBackendUnavailable(t *testing.T) {
 	e := startServer(t, func(c *Config) { c.RequestTimeout = 50 * time.Millisecond })
 	c := e.dial(t)

@@ -34,6 +34,8 @@ type command struct {
 	// before AUTH; both derive from flags (see setAccess in access.go).
 	rights auth.Right
 	noAuth bool
+	// pipelined marks the commands a connection may start without waiting (tryStart).
+	pipelined bool
 }
 
 // keySpec is a Redis 7 key specification of the simple "index + range" kind, the only kind
@@ -175,6 +177,7 @@ func init() {
 		cmd.fullName = cmd.name
 		cmd.subList = cmd.subcommands()
 		cmd.setAccess()
+		cmd.pipelined = slices.Contains(pipelinedCommands, cmd.name)
 		commands[cmd.name] = cmd
 		commandList = append(commandList, cmd)
 	}

@@ -5,29 +5,38 @@
 //
 // Little-endian:
 //
-//	[8 bytes magic "SHOALSN1"][4 bytes metadata length][8 bytes data length]
-//	[metadata: raftpb.SnapshotMetadata, protobuf][data][4 bytes CRC32-C of all preceding bytes]
+//	[8 bytes magic "SHOALSN2"][4 bytes metadata length]
+//	[metadata: raftpb.SnapshotMetadata, protobuf][data]
+//	[8 bytes data length][4 bytes CRC32-C of all preceding bytes]
 //
 // Metadata and data are stored separately, rather than as one marshalled
-// raftpb.Snapshot, so that saving a snapshot of hundreds of megabytes writes
-// the caller's Data slice directly instead of copying it into a second buffer,
-// and loading returns a Data slice that aliases the single read buffer.
+// raftpb.Snapshot, so that a snapshot of hundreds of megabytes is streamed to
+// the file as the state machine produces it (SaveStream) instead of being
+// built in memory first, and loading returns a Data slice that aliases the
+// single read buffer. The data length and checksum come last because they are
+// known only once the data has been written: the file is written front to
+// back in one pass, with no seeking back to patch a header.
+//
+// Files written before streaming ("SHOALSN1": both lengths in the header, the
+// checksum last) are still read.
 //
 // # Durability
 //
-// Save writes a temporary file, fsyncs it, renames it into place and fsyncs
-// the directory, so a crash leaves either no file or a complete one (leftover
-// temporary files are removed by New). The raft node must save the snapshot
-// file before writing the WAL's snapshot marker, and release WAL segments only
-// after both are durable.
+// Save and SaveStream write a temporary file, fsync it, rename it into place
+// and fsync the directory, so a crash leaves either no file or a complete one
+// (a partial temporary file is never loaded, and New removes it). The raft
+// node must save the snapshot file before writing the WAL's snapshot marker,
+// and release WAL segments only after both are durable.
 package snap
 
 import (
+	"bufio"
 	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -42,11 +51,19 @@ import (
 )
 
 const (
-	magic      = "SHOALSN1"
-	headerSize = 8 + 4 + 8
-	crcSize    = 4
-	suffix     = ".snap"
-	tmpSuffix  = ".snap.tmp"
+	magic       = "SHOALSN2"
+	headerSize  = 8 + 4       // magic, metadata length
+	trailerSize = 8 + crcSize // data length, checksum
+	crcSize     = 4
+	suffix      = ".snap"
+	tmpSuffix   = ".snap.tmp"
+
+	// magicV1 files hold both lengths in the header: [magic][4 meta len][8 data len][meta][data][crc].
+	magicV1      = "SHOALSN1"
+	headerSizeV1 = 8 + 4 + 8
+
+	// writeBuffer batches the writes of a streamed snapshot into large sequential writes.
+	writeBuffer = 1 << 20
 )
 
 // DefaultRetain is how many snapshot files are kept when Options.Retain is
@@ -79,13 +96,16 @@ type Options struct {
 }
 
 // Snapshotter saves and loads snapshot files in one directory. It is safe for
-// concurrent use; operations are serialised so that retention never deletes a
-// file that Load is reading.
+// concurrent use: saves are serialised with each other, and renaming, retention
+// and loading with each other (so retention never deletes a file Load is
+// reading), but a load does not wait for a save that is still writing its
+// temporary file, which can take seconds for a large snapshot.
 type Snapshotter struct {
 	dir    string
 	log    *slog.Logger
 	retain int
-	mu     sync.Mutex
+	saveMu sync.Mutex // one save at a time: the temporary file is named after the snapshot
+	mu     sync.Mutex // guards the set of final files: rename, purge, load
 }
 
 // New returns a Snapshotter for dir, creating the directory if needed and
@@ -126,63 +146,106 @@ func NewWithOptions(dir string, opts Options) (*Snapshotter, error) {
 // deletes all but the newest Retain snapshot files. snap.Data is written as
 // is, without copying.
 func (s *Snapshotter) Save(snap raftpb.Snapshot) error {
-	md := snap.Metadata
+	_, err := s.SaveStream(snap.Metadata, func(w io.Writer) error {
+		_, err := w.Write(snap.Data)
+		return err
+	})
+	return err
+}
+
+// SaveStream durably writes a snapshot with metadata md whose data write
+// produces, streaming it to the file (through a buffer, never holding the
+// whole data in memory), and then deletes all but the newest Retain snapshot
+// files. It returns the data's length. w is valid only during the call to
+// write. If write (or any step) fails, the temporary file is removed and no
+// snapshot file appears, so a WAL marker can never name a partial snapshot.
+func (s *Snapshotter) SaveStream(md raftpb.SnapshotMetadata, write func(w io.Writer) error) (int64, error) {
 	if md.Index == 0 {
-		return ErrEmptySnapshot
+		return 0, ErrEmptySnapshot
 	}
 	meta, err := md.Marshal()
 	if err != nil {
-		return fmt.Errorf("snap: encode metadata: %w", err)
+		return 0, fmt.Errorf("snap: encode metadata: %w", err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
 
 	name := fileName(md.Term, md.Index)
 	final := filepath.Join(s.dir, name)
 	tmp := final + ".tmp"
-	if err := writeFile(tmp, meta, snap.Data); err != nil {
+	n, err := writeFile(tmp, meta, write)
+	if err != nil {
 		os.Remove(tmp)
-		return err
+		return 0, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err := os.Rename(tmp, final); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("snap: rename: %w", err)
+		return 0, fmt.Errorf("snap: rename: %w", err)
 	}
 	if err := syncDir(s.dir); err != nil {
-		return err
+		return 0, err
 	}
 	s.purge()
-	return nil
+	return n, nil
 }
 
-// writeFile writes and fsyncs one snapshot file.
-func writeFile(path string, meta, data []byte) (err error) {
+// crcWriter checksums and counts what goes through it.
+type crcWriter struct {
+	w   io.Writer
+	crc uint32
+	n   int64
+}
+
+func (c *crcWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.crc = crc32.Update(c.crc, castagnoli, p[:n])
+	c.n += int64(n)
+	return n, err
+}
+
+// writeFile writes and fsyncs one snapshot file, returning the data's length.
+func writeFile(path string, meta []byte, write func(io.Writer) error) (n int64, err error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
-		return ioError("create "+path, err)
+		return 0, ioError("create "+path, err)
 	}
 	defer func() {
 		if cerr := f.Close(); cerr != nil && err == nil {
 			err = ioError("close "+path, cerr)
 		}
 	}()
+	bw := bufio.NewWriterSize(f, writeBuffer)
+	cw := &crcWriter{w: bw}
 	hdr := make([]byte, headerSize, headerSize+len(meta))
 	copy(hdr, magic)
 	binary.LittleEndian.PutUint32(hdr[8:12], uint32(len(meta)))
-	binary.LittleEndian.PutUint64(hdr[12:20], uint64(len(data)))
 	hdr = append(hdr, meta...)
-	crc := crc32.Update(crc32.Update(0, castagnoli, hdr), castagnoli, data)
-	var trailer [crcSize]byte
-	binary.LittleEndian.PutUint32(trailer[:], crc)
-	for _, b := range [][]byte{hdr, data, trailer[:]} {
-		if _, err := f.Write(b); err != nil {
-			return ioError("write "+path, err)
-		}
+	if _, err := cw.Write(hdr); err != nil {
+		return 0, ioError("write "+path, err)
+	}
+	if err := write(cw); err != nil {
+		// bufio's errors are sticky, so a failed file write surfaces here or at Flush.
+		return 0, ioError("write data to "+path, err)
+	}
+	n = cw.n - int64(len(hdr))
+	var trailer [trailerSize]byte
+	binary.LittleEndian.PutUint64(trailer[:8], uint64(n))
+	if _, err := cw.Write(trailer[:8]); err != nil {
+		return 0, ioError("write "+path, err)
+	}
+	binary.LittleEndian.PutUint32(trailer[8:], cw.crc)
+	if _, err := bw.Write(trailer[8:]); err != nil {
+		return 0, ioError("write "+path, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return 0, ioError("write "+path, err)
 	}
 	if err := f.Sync(); err != nil {
-		return ioError("fsync "+path, err)
+		return 0, ioError("fsync "+path, err)
 	}
-	return nil
+	return n, nil
 }
 
 // Load returns the newest snapshot that passes validation. Corrupt files are
@@ -233,21 +296,42 @@ func readFile(path string, fi fileInfo) (raftpb.Snapshot, error) {
 	bad := func(format string, args ...any) (raftpb.Snapshot, error) {
 		return raftpb.Snapshot{}, fmt.Errorf("%w %s: %s", ErrCorrupt, path, fmt.Sprintf(format, args...))
 	}
-	if len(b) < headerSize+crcSize || string(b[:8]) != magic {
+	if len(b) < 8 {
 		return bad("bad header")
 	}
-	metaLen := uint64(binary.LittleEndian.Uint32(b[8:12]))
-	dataLen := binary.LittleEndian.Uint64(b[12:20])
-	if want := headerSize + metaLen + dataLen + crcSize; dataLen > uint64(len(b)) || want != uint64(len(b)) {
-		return bad("length fields do not match file size %d", len(b))
+	var metaStart, dataStart, dataEnd uint64
+	switch string(b[:8]) {
+	case magic:
+		if len(b) < headerSize+trailerSize {
+			return bad("bad header")
+		}
+		metaLen := uint64(binary.LittleEndian.Uint32(b[8:12]))
+		dataLen := binary.LittleEndian.Uint64(b[len(b)-trailerSize:])
+		if dataLen > uint64(len(b)) || headerSize+metaLen+dataLen+trailerSize != uint64(len(b)) {
+			return bad("length fields do not match file size %d", len(b))
+		}
+		metaStart, dataStart = headerSize, headerSize+metaLen
+		dataEnd = dataStart + dataLen
+	case magicV1:
+		if len(b) < headerSizeV1+crcSize {
+			return bad("bad header")
+		}
+		metaLen := uint64(binary.LittleEndian.Uint32(b[8:12]))
+		dataLen := binary.LittleEndian.Uint64(b[12:20])
+		if dataLen > uint64(len(b)) || headerSizeV1+metaLen+dataLen+crcSize != uint64(len(b)) {
+			return bad("length fields do not match file size %d", len(b))
+		}
+		metaStart, dataStart = headerSizeV1, headerSizeV1+metaLen
+		dataEnd = dataStart + dataLen
+	default:
+		return bad("bad header")
 	}
 	body := b[:len(b)-crcSize]
 	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[len(b)-crcSize:]) {
 		return bad("checksum mismatch")
 	}
 	var snap raftpb.Snapshot
-	dataStart := headerSize + metaLen
-	if err := snap.Metadata.Unmarshal(b[headerSize:dataStart]); err != nil {
+	if err := snap.Metadata.Unmarshal(b[metaStart:dataStart]); err != nil {
 		return bad("decode metadata: %v", err)
 	}
 	if snap.Metadata.Index != fi.index || snap.Metadata.Term != fi.term {
@@ -255,7 +339,7 @@ func readFile(path string, fi fileInfo) (raftpb.Snapshot, error) {
 	}
 	// Cap the slice so that a caller appending to Data cannot scribble over
 	// the trailer sharing its array.
-	snap.Data = body[dataStart:len(body):len(body)]
+	snap.Data = b[dataStart:dataEnd:dataEnd]
 	return snap, nil
 }
 

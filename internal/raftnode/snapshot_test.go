@@ -1,0 +1,323 @@
+package raftnode
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// streamSM is a listSM whose snapshots are streamed: StartSnapshot captures the list, and Stream
+// writes it only once the test lets it (gate), or fails part-way when told to (fail).
+type streamSM struct {
+	listSM
+	started chan int      // the captured entry count of every job started
+	gate    chan struct{} // Stream waits for a value, or for it to be closed
+	fail    chan struct{} // closed: Stream fails after writing part of its data
+}
+
+func newStreamSM(open bool) *streamSM {
+	s := &streamSM{started: make(chan int, 100), gate: make(chan struct{}), fail: make(chan struct{})}
+	if open {
+		close(s.gate)
+	}
+	return s
+}
+
+type streamJob struct {
+	sm   *streamSM
+	data []string
+}
+
+func (s *streamSM) StartSnapshot() (SnapshotJob, error) {
+	j := &streamJob{sm: s, data: s.snapshotOf()}
+	s.started <- len(j.data)
+	return j, nil
+}
+
+func (j *streamJob) Stream(ctx context.Context, w io.Writer) error {
+	var b []byte
+	for _, d := range j.data {
+		b = binary.AppendUvarint(b, uint64(len(d)))
+		b = append(b, d...)
+	}
+	if _, err := w.Write(b[:len(b)/2]); err != nil {
+		return err
+	}
+	select {
+	case <-j.sm.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-j.sm.fail:
+		return errors.New("state machine failed mid-snapshot")
+	default:
+	}
+	_, err := w.Write(b[len(b)/2:])
+	return err
+}
+
+func (j *streamJob) Close() {}
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+// startNode opens and starts one replica over sm in dir.
+func startNode(t *testing.T, id uint64, peers map[uint64]string, dir string, sm StateMachine) *Node {
+	t.Helper()
+	n, err := New(Config{ID: id, Peers: peers, Dir: dir, TickInterval: 20 * time.Millisecond,
+		SnapshotEntries: 50, CatchUpEntries: 10, Logger: quietLogger()}, sm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// appendApplied proposes data on a single-node cluster and waits until it is applied. This is a
+// liveness guard, not a timing assertion: the deadline is minutes away from normal.
+func appendApplied(t *testing.T, n *Node, sm *streamSM, data string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := n.Propose(context.Background(), []byte(data)); err == nil {
+			for range 500 {
+				if d := sm.snapshotOf(); len(d) > 0 && d[len(d)-1] == data {
+					return
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%q was not applied (applied %d entries)", data, len(sm.snapshotOf()))
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func receive(t *testing.T, ch <-chan int, what string) int {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(30 * time.Second):
+		t.Fatalf("gave up waiting for %s", what)
+		return 0
+	}
+}
+
+// snapFiles lists the snapshot directory: complete files and temporary ones.
+func snapFiles(t *testing.T, dir string) (complete, temporary []string) {
+	t.Helper()
+	des, err := os.ReadDir(filepath.Join(dir, "snap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range des {
+		switch {
+		case strings.HasSuffix(de.Name(), ".snap"):
+			complete = append(complete, de.Name())
+		default:
+			temporary = append(temporary, de.Name())
+		}
+	}
+	return complete, temporary
+}
+
+func decodeList(t *testing.T, b []byte) []string {
+	t.Helper()
+	var l listSM
+	if err := l.Restore(b); err != nil {
+		t.Fatal(err)
+	}
+	return l.snapshotOf()
+}
+
+// TestWritesGoOnDuringStreamedSnapshot holds a snapshot job in the middle of writing its file
+// while hundreds of entries are proposed and applied, then lets it finish and checks the file
+// holds exactly the state at its capture, and that a restart from it and the WAL recovers
+// everything.
+func TestWritesGoOnDuringStreamedSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	peers := map[uint64]string{1: freeAddr(t)}
+	sm := newStreamSM(false)
+	n := startNode(t, 1, peers, dir, sm)
+	defer func() { n.Stop() }()
+
+	i := 0
+	for ; len(sm.started) == 0; i++ {
+		appendApplied(t, n, sm, fmt.Sprintf("e%d", i))
+	}
+	captured := receive(t, sm.started, "the first snapshot")
+	// The job is stuck half-way through its file; the raft loop keeps applying.
+	for range 300 {
+		appendApplied(t, n, sm, fmt.Sprintf("e%d", i))
+		i++
+	}
+	if st := n.Status(); st.SnapshotIndex != 0 {
+		t.Fatalf("snapshot %d recorded before its file was written", st.SnapshotIndex)
+	}
+	if len(sm.started) != 0 {
+		t.Fatal("a second snapshot job started while the first runs")
+	}
+	if complete, _ := snapFiles(t, dir); len(complete) != 0 {
+		t.Fatalf("snapshot files before the job finished: %v", complete)
+	}
+
+	close(sm.gate)
+	waitFor(t, "the snapshot to be recorded", func() bool { return n.Status().SnapshotIndex != 0 })
+	idx := n.Status().SnapshotIndex
+	s, err := n.snaps.LoadIndex(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := sm.snapshotOf()
+	if got := decodeList(t, s.Data); !slices.Equal(got, all[:captured]) {
+		t.Fatalf("snapshot %d holds %d entries, want the %d applied at its capture", idx, len(got), captured)
+	}
+	if s.Metadata.Term == 0 || len(s.Metadata.ConfState.Voters) != 1 {
+		t.Fatalf("snapshot metadata %+v", s.Metadata)
+	}
+
+	// Later snapshots stream straight through; a restart recovers from the newest plus the WAL.
+	for range 100 {
+		appendApplied(t, n, sm, fmt.Sprintf("e%d", i))
+		i++
+	}
+	waitFor(t, "a later snapshot", func() bool { return n.Status().SnapshotIndex > idx })
+	all = sm.snapshotOf()
+	n.Stop()
+	if _, tmp := snapFiles(t, dir); len(tmp) != 0 {
+		t.Fatalf("temporary files left: %v", tmp)
+	}
+	sm2 := newStreamSM(true)
+	n = startNode(t, 1, peers, dir, sm2)
+	if restored := n.Status().SnapshotIndex; restored <= idx {
+		t.Fatalf("restarted from snapshot %d, want a newer one than %d", restored, idx)
+	}
+	appendApplied(t, n, sm2, "after restart")
+	if got := sm2.snapshotOf(); !slices.Equal(got[:len(got)-1], all) {
+		t.Fatalf("recovered %d entries, want %d", len(got)-1, len(all))
+	}
+}
+
+// TestFailedAndAbandonedSnapshots: a job that fails part-way and a job cut short by Stop leave
+// no snapshot file, temporary file or WAL marker behind, and the node recovers from its WAL.
+func TestFailedAndAbandonedSnapshots(t *testing.T) {
+	dir := t.TempDir()
+	peers := map[uint64]string{1: freeAddr(t)}
+	sm := newStreamSM(false)
+	close(sm.fail)
+	n := startNode(t, 1, peers, dir, sm)
+	defer func() { n.Stop() }()
+
+	i := 0
+	for ; len(sm.started) == 0; i++ {
+		appendApplied(t, n, sm, fmt.Sprintf("e%d", i))
+	}
+	receive(t, sm.started, "the first snapshot")
+	sm.gate <- struct{}{} // let it reach its failure
+	// The loop starts the next job only once it has handled the failed one, at a Ready after
+	// that: keep writing until it does.
+	for len(sm.started) == 0 {
+		appendApplied(t, n, sm, fmt.Sprintf("e%d", i))
+		i++
+	}
+	receive(t, sm.started, "a retry")
+	// (The retry may have its own temporary file open by now.)
+	if complete, _ := snapFiles(t, dir); len(complete) != 0 {
+		t.Fatalf("a failed snapshot left files: %v", complete)
+	}
+	if st := n.Status(); st.SnapshotIndex != 0 {
+		t.Fatalf("failed snapshot recorded at %d", st.SnapshotIndex)
+	}
+
+	// The retry is stuck; Stop abandons it.
+	for range 20 {
+		appendApplied(t, n, sm, fmt.Sprintf("e%d", i))
+		i++
+	}
+	all := sm.snapshotOf()
+	n.Stop()
+	if complete, tmp := snapFiles(t, dir); len(complete)+len(tmp) != 0 {
+		t.Fatalf("an abandoned snapshot left files: %v %v", complete, tmp)
+	}
+	sm2 := newStreamSM(true)
+	n = startNode(t, 1, peers, dir, sm2)
+	if st := n.Status(); st.SnapshotIndex != 0 {
+		t.Fatalf("restarted from snapshot %d that was never completed", st.SnapshotIndex)
+	}
+	appendApplied(t, n, sm2, "after restart")
+	if got := sm2.snapshotOf(); !slices.Equal(got[:len(got)-1], all) {
+		t.Fatalf("recovered %d entries, want %d", len(got)-1, len(all))
+	}
+	waitFor(t, "a snapshot after restart", func() bool { return n.Status().SnapshotIndex != 0 })
+}
+
+// TestCatchUpFromStreamedSnapshot: a follower that missed entries the leader compacted away is
+// sent a snapshot whose file was streamed, and installs it (aborting its own job if one runs).
+func TestCatchUpFromStreamedSnapshot(t *testing.T) {
+	c := &testCluster{t: t, dir: t.TempDir(), peers: map[uint64]string{}, nodes: map[uint64]*Node{}, sms: map[uint64]*listSM{}}
+	for id := uint64(1); id <= 3; id++ {
+		c.peers[id] = freeAddr(t)
+	}
+	start := func(id uint64) {
+		sm := newStreamSM(true)
+		c.nodes[id] = startNode(t, id, c.peers, filepath.Join(c.dir, fmt.Sprint(id)), sm)
+		c.sms[id] = &sm.listSM
+	}
+	for id := range c.peers {
+		start(id)
+	}
+	t.Cleanup(func() {
+		for _, n := range c.nodes {
+			n.Stop()
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for i := range 100 {
+		c.propose(ctx, uint64(i%3+1), fmt.Sprintf("a%d", i))
+	}
+	c.waitLen(ctx, 3, 100)
+	behind := c.nodes[3].Status().Applied
+	c.stop(3)
+	for i := range 400 {
+		c.propose(ctx, uint64(i%2+1), fmt.Sprintf("b%d", i))
+	}
+	want := c.waitLen(ctx, 1, 500)
+	// Once the log node 3 would need is gone everywhere, only a snapshot can bring it back.
+	waitFor(t, "the others to compact past node 3", func() bool {
+		for _, id := range []uint64{1, 2} {
+			if first, _ := c.nodes[id].storage.FirstIndex(); first <= behind+1 {
+				return false
+			}
+		}
+		return true
+	})
+	start(3)
+	if got := c.waitLen(ctx, 3, len(want)); !slices.Equal(got[:len(want)], want) {
+		t.Fatal("node 3 caught up to a different log")
+	}
+}
