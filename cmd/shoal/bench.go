@@ -30,7 +30,9 @@ func runBench(ctx context.Context, args []string) error {
 	keep := fs.Bool("keep", false, "keep the temporary directory with the servers' data and logs")
 	verbose := fs.Bool("v", false, "debug logging (process starts and stops)")
 	from := fs.String("from", "", "render the report again from a results.json instead of measuring")
-	targets := fs.String("targets", "", "run only these targets, comma-separated (e.g. redis,shoal-1; default: all of "+strings.Join(bench.TargetNames, ",")+")")
+	targets := fs.String("targets", "", "run only these targets, comma-separated (e.g. redis,shoal-1; default: all of "+
+		strings.Join(bench.TargetNames, ",")+"); "+bench.TShoalScale+" is the scaling phase (its own cluster grown from 1 to 3 groups, "+
+		"measured at each size), which runs with the full set, with "+bench.TShoalCluster+" or when named")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -299,5 +300,177 @@ func TestLoadResultsRoundTrip(t *testing.T) {
 	}
 	if len(res.Rows) != len(sampleResults().Rows) || res.Duration != 2*time.Second || res.Rows[0].Throughput().N != 3 {
 		t.Errorf("round trip lost data: %d rows, duration %v", len(res.Rows), res.Duration)
+	}
+}
+
+// withScaling adds a scaling phase to res: GET doubling and SET growing by half per group.
+func withScaling(res *Results) *Results {
+	sc := &Scaling{Replicas: 3, Clients: 32}
+	for g := 1; g <= 3; g++ {
+		st := ScaleStep{Groups: g, Config: uint64(g), JoinSeconds: 0.5 * float64(g-1), SlotsMoved: 16384 / g, PairsMoved: int64(1000 * (g - 1))}
+		for _, op := range []string{"GET", "SET"} {
+			base := map[string]float64{"GET": 10000, "SET": 2000}[op]
+			factor := map[string]float64{"GET": float64(g), "SET": 1 + 0.5*float64(g-1)}[op]
+			r := &Row{Tool: ToolGo, Target: TShoalScale, Op: op, Dist: Uniform, Pipeline: 1, Clients: 32}
+			for i := range 3 {
+				r.Samples = append(r.Samples, Sample{OpsPerSec: base * factor * (0.9 + 0.1*float64(i)), P50Ms: 1, P99Ms: 4})
+			}
+			st.Rows = append(st.Rows, r)
+		}
+		sc.Steps = append(sc.Steps, st)
+	}
+	// A failed repetition at 3 groups must not count in the median.
+	sc.Steps[2].Rows[1].Samples = append(sc.Steps[2].Rows[1].Samples, Sample{Err: "connection reset"})
+	res.Scaling = sc
+	return res
+}
+
+func TestRenderScaling(t *testing.T) {
+	res := withScaling(sampleResults())
+	var b bytes.Buffer
+	RenderMarkdown(&b, res, []string{"throughput-get.png", scalingPlot})
+	out := b.String()
+	for _, want := range []string{
+		"## Throughput as groups are added",
+		"| groups | op | ops/s (median) | spread (min-max) | p50 ms | p99 ms | ratio to 1 group | `redis-cluster` ops/s (same run) |",
+		"| 1 | GET | 10,000 | 9,000-11,000 | 1.000 | 4.000 | **1.00x** | 33,000 |", // redis-cluster GET at 32 clients in sampleResults: median 33,000
+		"| 3 | GET | 30,000 | 27,000-33,000 | 1.000 | 4.000 | **3.00x** | 33,000 |",
+		"| 3 | SET | 4,000 | 3,600-4,400 (1 failed) | 1.000 | 4.000 | **2.00x** | 33,000 |",
+		"`shoal-3x3` (the same settings with its 3 groups joined from the start) measured GET 8,800, SET 8,800 ops/s",
+		"| 2 | 2 | 2 | 8,192 | 1,000 | 0.50 s |",
+		"| 3 | 3 | 3 | 5,461 | 2,000 | 1.00 s |",
+		"![scaling](bench/scaling.png)",
+		"shoal-scale:3 GET   uniform P1  c32",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	// The figure is shown in its section, not again under Plots.
+	if n := strings.Count(out, "bench/scaling.png"); n != 1 {
+		t.Errorf("scaling.png embedded %d times", n)
+	}
+	// Without Redis Cluster in the run, the reference column says so; without the phase, the
+	// section is absent (results.json files from before the phase existed).
+	res.Rows = slices.DeleteFunc(res.Rows, func(r *Row) bool { return r.Target == TRedisCluster })
+	b.Reset()
+	RenderMarkdown(&b, res, nil)
+	if !strings.Contains(b.String(), "| 1 | GET | 10,000 | 9,000-11,000 | 1.000 | 4.000 | **1.00x** | n/a |") {
+		t.Error("missing redis-cluster reference not rendered as n/a")
+	}
+	b.Reset()
+	RenderMarkdown(&b, sampleResults(), nil)
+	if strings.Contains(b.String(), "groups are added") {
+		t.Error("scaling section rendered without a scaling phase")
+	}
+}
+
+func TestRenderScalingError(t *testing.T) {
+	res := sampleResults()
+	res.Scaling = &Scaling{Replicas: 3, Clients: 32, Err: "join group 2: controller | down",
+		Steps: []ScaleStep{{Groups: 1, Config: 1, SlotsMoved: 16384, Rows: []*Row{
+			{Tool: ToolGo, Target: TShoalScale, Op: "GET", Dist: Uniform, Pipeline: 1, Clients: 32, Samples: []Sample{{Err: "refused"}}}}}}}
+	var b bytes.Buffer
+	RenderMarkdown(&b, res, nil)
+	for _, want := range []string{"| 1 | GET | error | refused |", "The phase stopped early: join group 2: controller \\| down"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if ch := scalingChart(res); ch == nil || len(ch.Series) != 2 || !math.IsNaN(ch.Series[0].Y[0]) {
+		t.Errorf("chart of a failed step: %+v", ch)
+	}
+}
+
+func TestScalingChartAndJSON(t *testing.T) {
+	if scalingChart(sampleResults()) != nil {
+		t.Error("chart drawn without a scaling phase")
+	}
+	ch := scalingChart(withScaling(sampleResults()))
+	if ch == nil || !slices.Equal(ch.Categories, []string{"1", "2", "3"}) || len(ch.Series) != 2 ||
+		ch.Series[0].Name != "GET" || ch.Series[0].Y[2] != 30000 || ch.Series[1].Y[2] != 4000 {
+		t.Fatalf("chart %+v", ch)
+	}
+	dir := t.TempDir()
+	if err := WriteReport(dir, withScaling(sampleResults())); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "bench", scalingPlot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := png.Decode(bytes.NewReader(b)); err != nil {
+		t.Errorf("%s: %v", scalingPlot, err)
+	}
+	res, err := LoadResults(filepath.Join(dir, "bench", "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := res.Scaling
+	if sc == nil || len(sc.Steps) != 3 || sc.Steps[1].JoinSeconds != 0.5 || sc.Steps[2].PairsMoved != 2000 ||
+		sc.Steps[2].Row("SET").Throughput().N != 3 || sc.Base("GET") != 10000 {
+		t.Errorf("scaling lost in the round trip: %+v", sc)
+	}
+}
+
+// TestLoadOldResults renders the committed results.json, written before the scaling phase
+// existed: `--from docs/bench/results.json` must keep working.
+func TestLoadOldResults(t *testing.T) {
+	res, err := LoadResults(filepath.Join("..", "..", "docs", "bench", "results.json"))
+	if err != nil {
+		t.Skipf("no committed results: %v", err)
+	}
+	if len(res.Rows) == 0 {
+		t.Fatal("no rows loaded")
+	}
+	dir := t.TempDir()
+	if err := WriteReport(dir, res); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "BENCHMARKS.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(md), "## Headline") {
+		t.Error("report of old results lacks its headline")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bench", scalingPlot)); res.Scaling == nil && err == nil {
+		t.Error("scaling plot drawn for results without a scaling phase")
+	}
+}
+
+func TestCheckTargetsScale(t *testing.T) {
+	if err := CheckTargets([]string{TShoalScale, TRedis}); err != nil {
+		t.Errorf("%s refused: %v", TShoalScale, err)
+	}
+	if err := CheckTargets([]string{"shoal-9"}); err == nil || !strings.Contains(err.Error(), TShoalScale) {
+		t.Errorf("unknown target: %v", err)
+	}
+	for _, c := range []struct {
+		only []string
+		want bool
+	}{{nil, true}, {[]string{TRedis}, false}, {[]string{TRedisCluster, TShoalCluster}, true}, {[]string{TShoalScale}, true}} {
+		if got := ScaleSelected(c.only); got != c.want {
+			t.Errorf("ScaleSelected(%v) = %v", c.only, got)
+		}
+	}
+}
+
+// TestPlotsWithoutTargets covers a run of the scaling phase alone: no target rows, so only the
+// scaling chart is drawn, and an empty log-scale chart still renders (it used to loop forever
+// from an axis starting at 0).
+func TestPlotsWithoutTargets(t *testing.T) {
+	ch := &Chart{Title: "empty log", LogY: true, Bars: true, Series: []Series{{Name: "p50", Y: []float64{math.NaN()}}}}
+	if img := ch.Render(); img.Bounds().Dx() != 900 {
+		t.Errorf("size %v", img.Bounds())
+	}
+	res := withScaling(sampleResults())
+	res.Targets, res.Rows, res.Mem = nil, nil, nil
+	files, err := WritePlots(t.TempDir(), res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(files, []string{scalingPlot}) {
+		t.Errorf("plots %v, want only %s", files, scalingPlot)
 	}
 }

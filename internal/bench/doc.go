@@ -8,6 +8,10 @@
 // etcd's v3 JSON HTTP gateway. The Go generator adds what redis-benchmark lacks: a fixed-duration
 // concurrency sweep, zipfian keys, read/write mixes, an etcd driver and a latency histogram.
 //
+// A scaling phase starts one more Shoal cluster with a single replica group, joins groups to it
+// one at a time through the shard controller and measures GET and SET at every size, giving the
+// throughput curve as groups are added and the time each join took to rebalance.
+//
 // The package starts the peers itself as child processes on 127.0.0.1 in a temporary directory
 // and stops exactly those processes, by pid, however the run ends.
 package bench

@@ -196,6 +196,18 @@ func (ch *Chart) Render() *image.RGBA {
 	return c.img
 }
 
+// hasData reports whether any series has a value to draw.
+func (ch *Chart) hasData() bool {
+	for _, se := range ch.Series {
+		for _, v := range se.Y {
+			if !math.IsNaN(v) && v > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // yRange returns the axis bounds: from 0 (linear) or the decade below the smallest value (log)
 // to a little above the largest.
 func (ch *Chart) yRange() (lo, hi float64) {
@@ -209,6 +221,9 @@ func (ch *Chart) yRange() (lo, hi float64) {
 		}
 	}
 	if hi == 0 {
+		if ch.LogY {
+			return 1, 10 // a log axis from 0 would never reach its top decade
+		}
 		return 0, 1
 	}
 	if ch.LogY {
@@ -361,8 +376,14 @@ func WritePlots(dir string, res *Results) ([]string, error) {
 		ch.Series = []Series{rss, eng}
 		add("memory.png", ch)
 	}
+	if ch := scalingChart(res); ch != nil {
+		add(scalingPlot, ch)
+	}
 	var files []string
 	for _, c := range charts {
+		if !c.ch.hasData() {
+			continue // e.g. a run of the scaling phase alone has no target rows to draw
+		}
 		if err := SavePNG(filepath.Join(dir, c.file), c.ch.Render()); err != nil {
 			return nil, err
 		}
@@ -379,4 +400,34 @@ func lower(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// scalingPlot is the file name of the throughput-as-groups-are-added chart.
+const scalingPlot = "scaling.png"
+
+// scalingChart draws the scaling phase's median throughput against the number of groups, one
+// line per op; nil when the phase did not run or measured nothing.
+func scalingChart(res *Results) *Chart {
+	sc := res.Scaling
+	if sc == nil || len(sc.Steps) == 0 {
+		return nil
+	}
+	ch := &Chart{Title: fmt.Sprintf("throughput vs groups (%d replicas each, %d clients)", sc.Replicas, sc.Clients),
+		XLabel: "groups", YLabel: "ops/s"}
+	colors := map[string]color.RGBA{"GET": {31, 119, 180, 255}, "SET": {255, 127, 14, 255}}
+	for _, st := range sc.Steps {
+		ch.Categories = append(ch.Categories, strconv.Itoa(st.Groups))
+	}
+	for _, op := range scaleOps {
+		se := Series{Name: op, Color: colors[op]}
+		for i := range sc.Steps {
+			v := math.NaN()
+			if r := sc.Steps[i].Row(op); r != nil && r.Throughput().N > 0 {
+				v = r.Throughput().Median
+			}
+			se.Y = append(se.Y, v)
+		}
+		ch.Series = append(ch.Series, se)
+	}
+	return ch
 }

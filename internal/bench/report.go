@@ -131,9 +131,16 @@ func RenderMarkdown(w io.Writer, res *Results, plots []string) {
 	}
 	p("\n")
 
+	if res.Scaling != nil {
+		p("## Throughput as groups are added\n\n")
+		renderScaling(w, res, slices.Contains(plots, scalingPlot))
+	}
 	if len(plots) > 0 {
 		p("## Plots\n\n")
 		for _, f := range plots {
+			if f == scalingPlot {
+				continue // shown in its own section
+			}
 			p("![%s](bench/%s)\n\n", strings.TrimSuffix(f, ".png"), f)
 		}
 	}
@@ -145,7 +152,11 @@ func RenderMarkdown(w io.Writer, res *Results, plots []string) {
 		p("\n")
 	}
 	p("## Raw numbers\n\n")
-	p("Every repetition, in the order measured (ops/s; p50/p99 in ms). The same data, with failures, is in `bench/results.json`.\n\n")
+	p("Every repetition, in the order measured (ops/s; p50/p99 in ms)")
+	if res.Scaling != nil {
+		p("; `%s:N` is the scaling phase at N groups", TShoalScale)
+	}
+	p(". The same data, with failures, is in `bench/results.json`.\n\n")
 	p("```\n")
 	for _, r := range res.Rows {
 		p("%-15s %-13s %-5s %-7s P%-2d c%-3d", r.Tool, r.Target, r.Op, r.Dist, r.Pipeline, r.Clients)
@@ -157,6 +168,21 @@ func RenderMarkdown(w io.Writer, res *Results, plots []string) {
 			p("  %.0f (%.3f/%.3f)", s.OpsPerSec, s.P50Ms, s.P99Ms)
 		}
 		p("\n")
+	}
+	if sc := res.Scaling; sc != nil {
+		for _, st := range sc.Steps {
+			for _, r := range st.Rows {
+				p("%-15s %-13s %-5s %-7s P%-2d c%-3d", r.Tool, fmt.Sprintf("%s:%d", r.Target, st.Groups), r.Op, r.Dist, r.Pipeline, r.Clients)
+				for _, s := range r.Samples {
+					if s.Err != "" {
+						p("  [error]")
+						continue
+					}
+					p("  %.0f (%.3f/%.3f)", s.OpsPerSec, s.P50Ms, s.P99Ms)
+				}
+				p("\n")
+			}
+		}
 	}
 	p("```\n\nTotal run time: %s.\n", res.Elapsed.Round(1e9))
 }
@@ -296,4 +322,88 @@ func LoadResults(path string) (*Results, error) {
 		return nil, fmt.Errorf("load results %s: %w", path, err)
 	}
 	return &res, nil
+}
+
+// renderScaling writes the scaling phase's section: how it ran, the curve (one row per size and
+// op) and what each join cost. figure embeds bench/scaling.png after the tables.
+func renderScaling(w io.Writer, res *Results, figure bool) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	sc := res.Scaling
+	p("One Shoal cluster (`%s`: 1 shard controller and replica groups of %d processes, the settings of `%s`) is started "+
+		"with one group and preloaded with the %d keys, then grown one group at a time through the controller (`CTL JOIN`, "+
+		"as `shoal ctl join` does). Before each measurement the run waits until every joined group reports the new "+
+		"configuration applied with all its hand-offs done (`INFO migration`). Go generator, uniform keys, no pipelining, "+
+		"%d clients, %v per measurement, median of %d repetitions (GET and SET alternating). *ratio to 1 group* divides the "+
+		"median by the one-group median of the same op; the last column is `%s` on the same op and clients in this run's "+
+		"concurrency sweep, for reference.\n\n",
+		TShoalScale, sc.Replicas, TShoalCluster, res.Keyspace, sc.Clients, res.Duration, res.Runs, TRedisCluster)
+	p("Every process shares this machine's %d cores, so each group added also adds %d processes competing for the same "+
+		"CPUs: the curve shows what sharding costs and gains on one machine, not what groups on their own machines would give. "+
+		"The sizes are measured one after another (they cannot be interleaved), so noise between them is not cancelled "+
+		"as it is in the rows above.\n\n", res.Machine.NumCPU, sc.Replicas)
+	p("| groups | op | ops/s (median) | spread (min-max) | p50 ms | p99 ms | ratio to 1 group | `%s` ops/s (same run) |\n", TRedisCluster)
+	p("| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |\n")
+	for _, op := range scaleOps {
+		ref := "n/a"
+		if r := res.Find(TRedisCluster, &Row{Tool: ToolGo, Op: op, Dist: Uniform, Pipeline: 1, Clients: sc.Clients}); r != nil && r.Throughput().N > 0 {
+			ref = ops(r.Throughput().Median)
+		}
+		base := sc.Base(op)
+		for i := range sc.Steps {
+			st := &sc.Steps[i]
+			r := st.Row(op)
+			if r == nil {
+				continue
+			}
+			th := r.Throughput()
+			if th.N == 0 {
+				p("| %d | %s | error | %s | | | | %s |\n", st.Groups, op, mdEscape(strings.Join(r.Errors(), "; ")), ref)
+				continue
+			}
+			spread := fmt.Sprintf("%s-%s", ops(th.Min), ops(th.Max))
+			if len(r.Errors()) > 0 {
+				spread += fmt.Sprintf(" (%d failed)", len(r.Samples)-th.N)
+			}
+			ratio := "n/a"
+			if base > 0 {
+				ratio = fmt.Sprintf("**%.2fx**", th.Median/base)
+			}
+			p("| %d | %s | %s | %s | %.3f | %.3f | %s | %s |\n", st.Groups, op, ops(th.Median), spread, r.P50().Median,
+				r.P99().Median, ratio, ref)
+		}
+	}
+	var same []string
+	for _, op := range scaleOps {
+		if r := res.Find(TShoalCluster, &Row{Tool: ToolGo, Op: op, Dist: Uniform, Pipeline: 1, Clients: sc.Clients}); r != nil && r.Throughput().N > 0 {
+			same = append(same, fmt.Sprintf("%s %s", op, ops(r.Throughput().Median)))
+		}
+	}
+	if len(same) > 0 {
+		p("\nFor comparison, `%s` (the same settings with its 3 groups joined from the start) measured %s ops/s in this run.\n",
+			TShoalCluster, strings.Join(same, ", "))
+	}
+	p("\nWhat each join took to rebalance: *rebalance time* runs from the controller's join to every joined group reporting " +
+		"the new configuration applied with its hand-offs done, with no client load; *slots moved* changed owner, *pairs moved* " +
+		"were installed by the receiving groups. The first join assigns every slot to the first group of an empty cluster, " +
+		"so nothing moves.\n\n")
+	p("| join | groups after | configuration | slots moved | pairs moved | rebalance time |\n")
+	p("| ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for i, st := range sc.Steps {
+		pairs := "n/a"
+		if st.PairsMoved >= 0 {
+			pairs = ops(float64(st.PairsMoved))
+		}
+		slots := ops(float64(st.SlotsMoved))
+		if st.Groups == 1 {
+			slots += " (assigned)"
+		}
+		p("| %d | %d | %d | %s | %s | %.2f s |\n", i+1, st.Groups, st.Config, slots, pairs, st.JoinSeconds)
+	}
+	if sc.Err != "" {
+		p("\nThe phase stopped early: %s\n", mdEscape(sc.Err))
+	}
+	if figure {
+		p("\n![scaling](bench/%s)\n", scalingPlot)
+	}
+	p("\n")
 }

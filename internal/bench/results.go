@@ -145,6 +145,9 @@ type Results struct {
 	Rows      []*Row        `json:"rows"`
 	Mem       []MemRow      `json:"memory"`
 	Notes     []string      `json:"notes,omitempty"`
+	// Scaling is the throughput curve as groups are added; nil when the phase did not run
+	// (and in results.json files written before it existed).
+	Scaling *Scaling `json:"scaling,omitempty"`
 }
 
 // Find returns the row of target that matches like's configuration, or nil.

@@ -32,6 +32,10 @@ type Config struct {
 	MemPairs  uint64  // pairs loaded for memory per pair
 	Command   string  // how the run was invoked, for the report
 	KeepDir   bool    // keep the temporary directory (data, logs) after the run
+	// ScaleGroups is how many groups the scaling phase grows its cluster to, one at a time.
+	ScaleGroups int
+	// ScaleClients is the scaling phase's concurrency (Fixed when zero).
+	ScaleClients int
 	// Targets restricts the run to these targets (names as in TargetNames); empty runs all.
 	// Shoal rows whose peer is left out are reported without a ratio.
 	Targets []string
@@ -41,7 +45,8 @@ type Config struct {
 // DefaultConfig returns the full run's parameters, or the quick ones.
 func DefaultConfig(quick bool) Config {
 	c := Config{Runs: 3, Duration: 2 * time.Second, Clients: []int{1, 8, 32, 64}, Fixed: 32, Keyspace: 100_000,
-		ValueSize: 32, Pipeline: 16, RBClients: 50, RBSeconds: 2, MemPairs: 1_000_000, Out: "docs"}
+		ValueSize: 32, Pipeline: 16, RBClients: 50, RBSeconds: 2, MemPairs: 1_000_000, Out: "docs",
+		ScaleGroups: 3}
 	if quick {
 		c.Quick = true
 		c.Runs = 1
@@ -112,6 +117,13 @@ func Run(ctx context.Context, cfg Config) (_ *Results, err error) {
 	}
 	if err := runRB(ctx, cfg, env, res, log); err != nil {
 		return nil, err
+	}
+	// The scaling phase runs before the memory phase so that the other targets sit idle with only
+	// the preloaded keyspace while it measures, rather than compacting a million-pair load.
+	if ScaleSelected(cfg.Targets) {
+		if err := runScale(ctx, cfg, dir, res, log); err != nil {
+			return nil, err
+		}
 	}
 	if err := runMemory(ctx, cfg, env, res, log); err != nil {
 		return nil, err
@@ -199,17 +211,11 @@ func runGo(ctx context.Context, cfg Config, env *Env, res *Results, log *slog.Lo
 				}
 				l := Load{ReadFrac: p.read, Dist: p.dist, Keyspace: cfg.Keyspace, ValueSize: cfg.ValueSize,
 					Pipeline: p.pipeline, Clients: p.clients, Duration: cfg.Duration, Seed: uint64(pi*100 + run)}
-				lr, err := RunLoad(ctx, t.Factory(), l)
+				s, err := measureGo(ctx, t, l)
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				s := Sample{OpsPerSec: lr.Throughput(), Failed: lr.Failed}
-				if lr.Hist != nil {
-					s.P50Ms = ms(lr.Hist.Percentile(0.50))
-					s.P99Ms = ms(lr.Hist.Percentile(0.99))
-				}
 				if err != nil {
-					s.Err = err.Error()
 					log.Warn("measurement failed", "target", t.Name, "op", p.op, "clients", p.clients, "err", err)
 				}
 				r.Samples = append(r.Samples, s)
@@ -219,6 +225,21 @@ func runGo(ctx context.Context, cfg Config, env *Env, res *Results, log *slog.Lo
 		}
 	}
 	return nil
+}
+
+// measureGo runs one Go-generator load on t and returns it as a Sample; a failure is both
+// returned and recorded in the Sample, so that the row keeps it.
+func measureGo(ctx context.Context, t *Target, l Load) (Sample, error) {
+	lr, err := RunLoad(ctx, t.Factory(), l)
+	s := Sample{OpsPerSec: lr.Throughput(), Failed: lr.Failed}
+	if lr.Hist != nil {
+		s.P50Ms = ms(lr.Hist.Percentile(0.50))
+		s.P99Ms = ms(lr.Hist.Percentile(0.99))
+	}
+	if err != nil {
+		s.Err = err.Error()
+	}
+	return s, err
 }
 
 func findRow(rows []*Row, target string) *Row {

@@ -101,14 +101,27 @@ func (e *Env) Target(name string) *Target {
 // TargetNames lists every target in the order a run starts and measures them.
 var TargetNames = []string{TRedis, TRedisCluster, TEtcd, TShoal1, TShoal3, TShoalCluster}
 
-// CheckTargets reports an error naming the first entry of names that is not a target.
+// TShoalScale names the scaling phase (one Shoal cluster grown group by group, measured at
+// every size; see runScale) for --targets. It is not a target of the side-by-side rows: the
+// phase starts its own cluster. Selecting TShoalCluster selects it too, since the phase answers
+// the same question (how Shoal's cluster compares) along another axis.
+const TShoalScale = "shoal-scale"
+
+// CheckTargets reports an error naming the first entry of names that is neither a target nor
+// TShoalScale.
 func CheckTargets(names []string) error {
 	for _, n := range names {
-		if !slices.Contains(TargetNames, n) {
-			return fmt.Errorf("unknown target %q (targets: %s)", n, strings.Join(TargetNames, ", "))
+		if !slices.Contains(TargetNames, n) && n != TShoalScale {
+			return fmt.Errorf("unknown target %q (targets: %s, %s)", n, strings.Join(TargetNames, ", "), TShoalScale)
 		}
 	}
 	return nil
+}
+
+// ScaleSelected reports whether a run restricted to only (empty: everything) includes the
+// scaling phase: when only names TShoalScale or TShoalCluster.
+func ScaleSelected(only []string) bool {
+	return len(only) == 0 || slices.Contains(only, TShoalScale) || slices.Contains(only, TShoalCluster)
 }
 
 // StartEnv starts the targets named in only (every target when only is empty) in dir: the
@@ -298,7 +311,7 @@ func (e *Env) startShoalGroup(ctx context.Context, exe, name string, replicas in
 		t.Nodes = append(t.Nodes, ServerProc{s.ClientAddr, s.PID})
 		t.Endpoints = append(t.Endpoints, s.ClientAddr)
 	}
-	return t, e.waitServing(ctx, t)
+	return t, waitServing(ctx, t)
 }
 
 func (e *Env) startShoalCluster(ctx context.Context, exe string) (*Target, error) {
@@ -326,12 +339,12 @@ func (e *Env) startShoalCluster(ctx context.Context, exe string) (*Target, error
 		t.Nodes = append(t.Nodes, ServerProc{s.ClientAddr, s.PID})
 		t.Endpoints = append(t.Endpoints, s.ClientAddr)
 	}
-	return t, e.waitServing(ctx, t)
+	return t, waitServing(ctx, t)
 }
 
 // waitServing waits until a SET and a GET through the Go driver succeed on every slot owner,
 // so the first measurement does not include elections or the first configuration.
-func (e *Env) waitServing(ctx context.Context, t *Target) error {
+func waitServing(ctx context.Context, t *Target) error {
 	return waitFor(ctx, 60*time.Second, t.Name+" serving", func() error {
 		d, err := NewRESPDriver(ctx, t.Endpoints[0])
 		if err != nil {
