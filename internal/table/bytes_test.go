@@ -10,8 +10,8 @@ import (
 // sumFootprints recomputes Bytes the slow way.
 func sumFootprints(t *Table) int64 {
 	var n int64
-	for i := range t.slots {
-		if s := t.slots[i].Load(); s != nil {
+	for i := range t.dir {
+		if s := t.reader(uint16(i)); s != nil {
 			s.mu.RLock()
 			n += s.footprint()
 			s.mu.RUnlock()

@@ -49,7 +49,7 @@ func (t *Table) Export(w io.Writer, r keyspace.Range) (n int, err error) {
 		return err
 	}
 	for slot := lo; slot < hi; slot++ {
-		s := t.slots[slot].Load()
+		s := t.reader(uint16(slot))
 		if s == nil {
 			continue
 		}

@@ -1,6 +1,9 @@
 package table
 
-import "math/bits"
+import (
+	"math/bits"
+	"unsafe"
+)
 
 // The per-slot index is a Swiss-style open-addressing table made of 64-byte groups, one cache
 // line each, of 12 entries:
@@ -31,9 +34,16 @@ const (
 // index is the group array of one slot: len is groupWords times a power of two.
 type index []uint64
 
-// newIndex returns an index of ngroups groups with every entry empty.
+// newIndex returns an index of ngroups groups with every entry empty. The array is 64-byte
+// aligned, so that each group is one cache line and slotRef can tag its address. Go's
+// allocator already aligns power-of-two sizes of 64 bytes and more; the check makes sure.
 func newIndex(ngroups int) index {
 	x := make(index, ngroups*groupWords)
+	if a := uintptr(unsafe.Pointer(&x[0])); a%64 != 0 {
+		x = make(index, (ngroups+1)*groupWords)
+		skip := (64 - uintptr(unsafe.Pointer(&x[0]))%64) / 8
+		x = x[skip : skip+uintptr(ngroups*groupWords)]
+	}
 	for g := 0; g < len(x); g += groupWords {
 		x[g] = bitsetMSB
 		x[g+1] = bitsetMSB

@@ -10,10 +10,16 @@ import (
 // pagePool hands out the full-size (maxPage) arena pages of one Table. Pages are carved from
 // 1 MiB chunks mapped outside the Go heap (see mapChunk), so tens of gigabytes of pairs neither
 // slow the garbage collector nor double the heap goal. A chunk whose pages are all free is
-// unmapped at once, and once more than a quarter of the mapped pages sit idle, freed pages are
-// madvised away, so deleted and overwritten space really returns to the OS.
+// released at once: its memory is madvised away and the chunk is set aside for reuse before
+// any new mapping. Once more than a quarter of the held pages sit idle, freed pages are
+// madvised away too, so deleted and overwritten space really returns to the OS.
 //
-// Pages smaller than maxPage (the first pages of small slots) and dedicated pages of large
+// Released chunks stay mapped (they cost address space, not memory) until the Table is
+// unreachable: lock-free readers (see read.go) may still hold a pointer into a page that a
+// writer has just freed, and reading it must yield stale bytes, which they discard, rather
+// than a fault. Unmapping earlier would need to know that no reader holds such a pointer.
+//
+// Pages smaller than maxPage (page 0 of a slot while it grows) and dedicated pages of large
 // records come from the Go heap instead: they are few and their sizes vary.
 //
 // The pool is a thin handle over its state so that a cleanup can unmap the chunks once the
@@ -23,11 +29,13 @@ type pagePool struct{ *poolState }
 
 // poolState is the state of a pagePool.
 type poolState struct {
-	mu     sync.Mutex
-	chunks []*chunk // sorted by base address, for put's lookup
-	cur    *chunk   // chunk get allocates from while it has room
-	used   int      // pages handed out
-	idle   int      // free pages still backed by physical memory
+	mu       sync.Mutex
+	chunks   []*chunk // held chunks, sorted by base address, for put's lookup
+	released [][]byte // chunks whose pages were all freed; madvised away, reused first
+	cur      *chunk   // chunk get allocates from while it has room
+	used     int      // pages handed out
+	idle     int      // free pages still backed by physical memory
+	mappings int      // chunks mapped: held plus released
 }
 
 const (
@@ -39,6 +47,7 @@ const (
 type chunk struct {
 	mem     []byte
 	base    uintptr
+	reused  bool     // a released chunk taken back: its pages not yet handed out hold no memory
 	free    []uint16 // free page numbers, most recently freed last (likely still resident)
 	next    int      // pages at or beyond next were never handed out
 	used    int
@@ -69,11 +78,19 @@ func (p *poolState) get() []byte {
 			}
 		}
 		if c == nil {
-			mem, ok := mapChunk(chunkSize)
-			if !ok {
-				return make([]byte, maxPage)
+			var mem []byte
+			reused := false
+			if n := len(p.released); n > 0 {
+				mem, reused = p.released[n-1], true
+				p.released = p.released[:n-1]
+			} else {
+				var ok bool
+				if mem, ok = mapChunk(chunkSize); !ok {
+					return make([]byte, maxPage)
+				}
+				p.mappings++
 			}
-			c = &chunk{mem: mem, base: uintptr(unsafe.Pointer(unsafe.SliceData(mem)))}
+			c = &chunk{mem: mem, base: uintptr(unsafe.Pointer(unsafe.SliceData(mem))), reused: reused}
 			i, _ := slices.BinarySearchFunc(p.chunks, c.base, func(x *chunk, b uintptr) int {
 				return cmpUintptr(x.base, b)
 			})
@@ -119,7 +136,7 @@ func (p *poolState) put(b []byte) {
 	c.used--
 	p.used--
 	if c.used == 0 {
-		// Whole chunk free: give it back. Its other free pages leave the idle count.
+		// Whole chunk free: give its memory back. Its other free pages leave the idle count.
 		for _, f := range c.free {
 			if c.dropped[f/64]&(1<<(f%64)) == 0 {
 				p.idle--
@@ -129,7 +146,8 @@ func (p *poolState) put(b []byte) {
 		if p.cur == c {
 			p.cur = nil
 		}
-		unmapChunk(c.mem)
+		dropPages(c.mem)
+		p.released = append(p.released, c.mem)
 		return
 	}
 	c.free = append(c.free, uint16(pg))
@@ -148,17 +166,23 @@ func (p *poolState) release() {
 	for _, c := range p.chunks {
 		unmapChunk(c.mem)
 	}
-	p.chunks, p.cur, p.used, p.idle = nil, nil, 0, 0
+	for _, mem := range p.released {
+		unmapChunk(mem)
+	}
+	p.chunks, p.released, p.cur, p.used, p.idle, p.mappings = nil, nil, nil, 0, 0, 0
 }
 
-// stats reports the bytes mapped and the idle resident bytes of the pool: freed pages not yet
-// madvised away, and the populated pages of chunks never handed out.
-func (p *poolState) stats() (mapped, idle int64) {
+// stats reports the bytes of the chunks the pool holds (released chunks, which hold no
+// memory, are not counted) and the idle resident bytes: freed pages not yet madvised away,
+// and the populated pages of chunks never handed out.
+func (p *poolState) stats() (held, idle int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	fresh := 0
 	for _, c := range p.chunks {
-		fresh += pagesPerChunk - c.next
+		if !c.reused {
+			fresh += pagesPerChunk - c.next
+		}
 	}
 	return int64(len(p.chunks)) * chunkSize, int64(p.idle+fresh) * maxPage
 }

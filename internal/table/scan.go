@@ -40,7 +40,7 @@ func (t *Table) ScanRange(r keyspace.Range, cursor uint64, count int, fn func(ke
 		if emitted >= count {
 			return uint64(slot) << 32
 		}
-		s := t.slots[slot].Load()
+		s := t.reader(uint16(slot))
 		if s == nil {
 			continue
 		}

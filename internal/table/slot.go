@@ -2,38 +2,39 @@ package table
 
 import (
 	"bytes"
-	"hash/maphash"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
-// Arena geometry. A record address is a uint32: page number in the slot's page list (high 20
-// bits) and byte offset in the page (low 12 bits).
-const (
-	pageShift = 12
-	maxPage   = 1 << pageShift // size of a full arena page
-	pageMask  = maxPage - 1
-	minPage   = 256 // first page of a slot; pages double up to maxPage
-	maxPages  = 1 << (32 - pageShift)
-	// Records longer than largeRecord get a page of their own (address offset 0) so that no
-	// small page wastes more than a quarter of its bytes on a record that does not fit.
-	largeRecord = maxPage / 4
-	// compactMinGarbage avoids rewriting tiny slots for a few dead bytes.
-	compactMinGarbage = 128
-)
-
-// slotTable holds the pairs of one hash slot: an index and an arena of pages, all guarded by
-// mu. Invariants (under mu):
+// slotTable holds the pairs of one hash slot: an index and an arena, all guarded by mu.
+// Invariants (under mu):
 //   - every full index entry i addresses a live record whose key hashes to ctrl[i]'s tag;
-//   - a record longer than largeRecord is alone at offset 0 of its own page, whose len is the
-//     record's size; all other records live in small pages (len <= maxPage);
+//   - a record longer than largeRecord lives alone at the start of an entry of large; all
+//     other records live in small pages (see arena.go);
 //   - n == count == number of full entries; live is the sum of their record sizes;
 //   - garbage is the bytes of dead or shrunk records inside small pages.
+//
+// Writers hold mu exclusively and keep seq odd while they change anything (lockWrite,
+// unlockWrite); Get and Has read the slot without any lock (see read.go).
 type slotTable struct {
-	mu    sync.RWMutex
-	count atomic.Int64 // n, readable without mu for Len/SlotLen
+	// The first cache line is what lock-free readers need besides the index: the sequence
+	// counter and mirrors of the page lists, published by unlockWrite and loaded atomically
+	// (see read.go).
+	//
+	// seq is incremented on entry to and exit from every write: odd while one runs. 64 bits,
+	// so that it cannot wrap around while a reader is descheduled between two loads.
+	seq    atomic.Uint64
+	nsmall atomic.Uint32                  // len(small)
+	nlarge atomic.Uint32                  // len(large)
+	page0  unsafe.Pointer                 // small page 0, tagged with its size (page0Tag); atomic
+	rsmall atomic.Pointer[unsafe.Pointer] // &small[0] (of the whole backing array)
+	rlarge atomic.Pointer[page]           // &large[0]
+	count  atomic.Int64                   // n, readable without mu for Len/SlotLen
+	ref    *slotRef                       // the slot's directory entry, which publishes idx
 
-	seed maphash.Seed
+	mu   sync.RWMutex
+	hk   *hashKey
 	pool *pagePool
 
 	idx        index // nil when the slot is empty
@@ -41,33 +42,75 @@ type slotTable struct {
 	tombs      int   // deleted entries
 	growthLeft int   // empty entries that may still be filled before a rehash
 
-	pages     [][]byte
-	holes     []uint32 // indexes of nil entries in pages, reused first
-	tail      int      // page being filled with small records, or -1
-	tailOff   int      // fill of the tail page
-	smallCap  int64    // total len of small pages
-	largeCap  int64    // total cap of large pages
+	small     []unsafe.Pointer // small pages; page 0 has size0 bytes, every other maxPage
+	size0     int
+	tailOff   int      // fill of the last small page
+	large     []page   // pages of large records, one record each; nil entries are free
+	holes     []uint32 // indexes of nil entries in large, reused first
+	smallCap  int64    // total size of small pages
+	largeCap  int64    // total size of large pages
 	smallLive int64    // bytes of live small records
 	live      int64    // bytes of all live records
 	garbage   int64    // dead bytes inside small pages
 	keyBytes  int64
 	valBytes  int64
+	_         [slotTablePad]byte
 }
 
-func newSlotTable(seed maphash.Seed, pool *pagePool) *slotTable {
-	return &slotTable{seed: seed, pool: pool, tail: -1}
+// slotTablePad rounds slotTable up to 320 bytes, a size class whose objects are 64-byte
+// aligned, so that the readers' fields share one cache line (TestLayout checks it).
+const slotTablePad = 320 - 288
+
+func newSlotTable(ref *slotRef, hk *hashKey, pool *pagePool) *slotTable {
+	return &slotTable{ref: ref, hk: hk, pool: pool}
 }
 
-func (s *slotTable) hash(key []byte) uint64 { return maphash.Bytes(s.seed, key) }
-
-// record returns the arena bytes starting at address off (the record and possibly more).
-func (s *slotTable) record(off uint32) []byte {
-	return s.pages[off>>pageShift][off&pageMask:]
+// lockWrite takes the slot for writing: it excludes other writers and readers holding mu,
+// and makes seq odd so that lock-free readers running meanwhile discard what they read.
+func (s *slotTable) lockWrite() {
+	s.mu.Lock()
+	s.seq.Add(1)
 }
+
+// unlockWrite publishes the new index and page lists to lock-free readers, makes seq even
+// again and releases mu.
+func (s *slotTable) unlockWrite() {
+	s.publish()
+	s.seq.Add(1)
+	s.mu.Unlock()
+}
+
+// publish updates the readers' mirrors of idx, small and large. Stores are skipped when
+// nothing changed: an atomic store is a locked instruction on amd64, and most writes change
+// none of them.
+func (s *slotTable) publish() {
+	s.ref.storeIndex(s.idx)
+	var p0 unsafe.Pointer
+	if len(s.small) > 0 {
+		p0 = page0Tag(s.small[0], s.size0)
+	}
+	if atomic.LoadPointer(&s.page0) != p0 {
+		atomic.StorePointer(&s.page0, p0)
+	}
+	if sp := unsafe.SliceData(s.small); s.rsmall.Load() != sp {
+		s.rsmall.Store(sp)
+	}
+	if n := uint32(len(s.small)); s.nsmall.Load() != n {
+		s.nsmall.Store(n)
+	}
+	if lp := unsafe.SliceData(s.large); s.rlarge.Load() != lp {
+		s.rlarge.Store(lp)
+	}
+	if n := uint32(len(s.large)); s.nlarge.Load() != n {
+		s.nlarge.Store(n)
+	}
+}
+
+func (s *slotTable) hash(key []byte) uint64 { return s.hk.hash(key) }
 
 // find returns the position of the entry holding key and its value (aliasing the arena), or
 // -1. The key comparison reads the record header inline: this is the hot path of every
-// operation.
+// write.
 func (s *slotTable) find(key []byte, h uint64) (int, []byte) {
 	x := s.idx
 	if len(x) == 0 {
@@ -80,8 +123,7 @@ func (s *slotTable) find(key []byte, h uint64) (int, []byte) {
 		lo, hi := x.ctrl(g)
 		for m := matchH2(lo, hi, h2); m != 0; m &= m - 1 {
 			p := int(g)<<posShift | firstMatch(m)
-			off := x.off(p)
-			rec := s.pages[off>>pageShift][off&pageMask:]
+			rec := s.record(x.off(p))
 			if kl, vl := int(rec[0]), int(rec[1]); kl < 0x80 && vl < 0x80 {
 				if kl == len(key) && string(rec[2:2+kl]) == string(key) {
 					return p, rec[2+kl : 2+kl+vl : 2+kl+vl]
@@ -193,109 +235,6 @@ func (s *slotTable) forEach(fn func(p int, off uint32) bool) bool {
 	return true
 }
 
-// pageSizeFor picks a small page size for about hint more bytes: the next power of two,
-// between minPage and maxPage.
-func pageSizeFor(hint int64) int {
-	size := minPage
-	for int64(size) < hint && size < maxPage {
-		size <<= 1
-	}
-	return size
-}
-
-// addPage stores p in the page list (reusing a hole) and returns its number.
-func (s *slotTable) addPage(p []byte) uint32 {
-	if n := len(s.holes); n > 0 {
-		i := s.holes[n-1]
-		s.holes = s.holes[:n-1]
-		s.pages[i] = p
-		return i
-	}
-	if len(s.pages) >= maxPages {
-		panic("table: slot arena exceeds 2^20 pages")
-	}
-	s.pages = append(s.pages, p)
-	return uint32(len(s.pages) - 1)
-}
-
-// allocLarge places a record of n bytes (n > largeRecord) in its own page with capacity c.
-func (s *slotTable) allocLarge(n, c int) (uint32, []byte) {
-	p := make([]byte, n, c)
-	s.largeCap += int64(cap(p))
-	return s.addPage(p) << pageShift, p
-}
-
-// alloc reserves n bytes for a record and returns their address. Small records are appended to
-// the tail page; hint is the number of bytes likely to follow (sizes a new page).
-func (s *slotTable) alloc(n int, hint int64) (uint32, []byte) {
-	if n > largeRecord {
-		return s.allocLarge(n, n)
-	}
-	if s.tail >= 0 {
-		p := s.pages[s.tail]
-		if s.tailOff+n <= len(p) {
-			off := uint32(s.tail)<<pageShift | uint32(s.tailOff)
-			s.tailOff += n
-			return off, p[s.tailOff-n : s.tailOff]
-		}
-	}
-	size := pageSizeFor(max(hint, int64(n)))
-	var p []byte
-	if size == maxPage {
-		p = s.pool.get()
-	} else {
-		p = make([]byte, size)
-	}
-	s.smallCap += int64(size)
-	i := s.addPage(p)
-	s.tail, s.tailOff = int(i), n
-	return i << pageShift, p[:n]
-}
-
-// freeLarge drops the dedicated page number i.
-func (s *slotTable) freeLarge(i uint32) {
-	s.largeCap -= int64(cap(s.pages[i]))
-	s.pages[i] = nil
-	s.holes = append(s.holes, i)
-}
-
-// freeSmallPage returns a small page to where it came from.
-func (s *slotTable) freeSmallPage(p []byte) {
-	if len(p) == maxPage {
-		s.pool.put(p)
-	}
-}
-
-// dropRecord accounts for the death of the record at off (size bytes).
-func (s *slotTable) dropRecord(off uint32, size int) {
-	s.live -= int64(size)
-	if size > largeRecord {
-		s.freeLarge(off >> pageShift)
-		return
-	}
-	s.smallLive -= int64(size)
-	s.garbage += int64(size)
-}
-
-// newRecord allocates and accounts a record of size bytes.
-func (s *slotTable) newRecord(size int) (uint32, []byte) {
-	off, b := s.alloc(size, s.smallCap)
-	s.live += int64(size)
-	if size <= largeRecord {
-		s.smallLive += int64(size)
-	}
-	return off, b
-}
-
-// get appends the value of key to dst.
-func (s *slotTable) get(key []byte, h uint64, dst []byte) ([]byte, bool) {
-	p, v := s.find(key, h)
-	if p < 0 {
-		return dst, false
-	}
-	return append(dst, v...), true
-}
-
 // insert adds a key known to be absent.
 func (s *slotTable) insert(key, val []byte, h uint64) {
 	p := s.claim(h)
@@ -317,14 +256,11 @@ func (s *slotTable) overwrite(p int, key, val []byte) {
 	need := recLen(len(key), len(val))
 	s.valBytes += int64(len(val) - oldVl)
 	switch {
-	case oldSize > largeRecord && need > largeRecord && need <= cap(s.pages[off>>pageShift]):
-		pi := off >> pageShift
-		p := s.pages[pi][:need]
-		s.pages[pi] = p
-		putRecord(p, key, val)
+	case off&largeBit != 0 && need > largeRecord && need <= len(old):
+		putRecord(old[:need], key, val)
 		s.live += int64(need - oldSize)
 		return
-	case oldSize <= largeRecord && need <= oldSize:
+	case off&largeBit == 0 && need <= oldSize:
 		putRecord(old[:need], key, val)
 		d := int64(oldSize - need)
 		s.live -= d
@@ -348,17 +284,15 @@ func (s *slotTable) appendTo(pos int, suffix []byte) int {
 	nvl := vl + len(suffix)
 	need := recLen(kl, nvl)
 	s.valBytes += int64(len(suffix))
-	if oldSize > largeRecord && need <= cap(s.pages[off>>pageShift]) {
+	if off&largeBit != 0 && need <= len(old) {
 		// Grow inside the dedicated page; the header may gain a byte, shifting key and value.
-		pi := off >> pageShift
-		p := s.pages[pi][:need]
+		p := old[:need]
 		nhdr := need - kl - nvl
 		if nhdr != hdr {
 			copy(p[nhdr:], p[hdr:oldSize])
 		}
 		putHeader(p, kl, nvl)
 		copy(p[nhdr+kl+vl:], suffix)
-		s.pages[pi] = p
 		s.live += int64(need - oldSize)
 		return nvl
 	}
@@ -420,74 +354,14 @@ func (s *slotTable) remove(p int) {
 	}
 }
 
-// maybeCompact rewrites the small pages once dead bytes exceed a fifth of their used bytes,
-// bounding the arena at 1.25x its live bytes (plus page tails). The copy is proportional to
-// the slot, which stays small when keys spread over slots, so no write waits for long.
-func (s *slotTable) maybeCompact() {
-	if s.garbage >= compactMinGarbage && s.garbage*4 >= s.smallLive {
-		s.compact()
-	}
-}
-
-// compact copies the live small records into fresh pages and frees the old ones; large records
-// keep their pages. Index positions do not change, only addresses.
-func (s *slotTable) compact() {
-	old := s.pages
-	s.pages = make([][]byte, 0, len(old))
-	s.holes = s.holes[:0]
-	s.tail, s.tailOff = -1, 0
-	s.smallCap = 0
-	remaining := s.smallLive
-	s.forEach(func(p int, off uint32) bool {
-		rec := old[off>>pageShift][off&pageMask:]
-		size := recordSize(rec)
-		if size > largeRecord {
-			s.idx.setOff(p, s.addPage(old[off>>pageShift])<<pageShift)
-			old[off>>pageShift] = nil
-			return true
-		}
-		noff, b := s.alloc(size, remaining)
-		copy(b, rec[:size])
-		s.idx.setOff(p, noff)
-		remaining -= int64(size)
-		return true
-	})
-	for _, p := range old {
-		if p != nil {
-			s.freeSmallPage(p)
-		}
-	}
-	s.garbage = 0
-}
-
 // clear frees everything the slot holds and returns the number of pairs it had. The caller
 // holds mu.
 func (s *slotTable) clear() int {
 	n := s.n
-	for _, p := range s.pages {
-		if p != nil && s.isSmall(p) {
-			s.freeSmallPage(p)
-		}
-	}
+	s.freeArena()
 	s.idx = nil
 	s.n, s.tombs, s.growthLeft = 0, 0, 0
 	s.count.Store(0)
-	s.pages, s.holes = nil, nil
-	s.tail, s.tailOff = -1, 0
-	s.smallCap, s.largeCap, s.smallLive, s.live, s.garbage = 0, 0, 0, 0, 0
 	s.keyBytes, s.valBytes = 0, 0
 	return n
-}
-
-// isSmall reports whether p is a small page (as opposed to a large record's page). Small pages
-// have power-of-two sizes; a large record page might too, so the first record decides.
-func (s *slotTable) isSmall(p []byte) bool {
-	return recordSize(p) <= largeRecord
-}
-
-// reserve makes sure a write can add pages, compacting away holes first when needed.
-func (s *slotTable) reserve() {
-	if len(s.pages) >= maxPages-2 && len(s.holes) < 2 {
-		s.compact()
-	}
 }

@@ -28,8 +28,8 @@ type Stats struct {
 func (t *Table) Stats() Stats {
 	var st Stats
 	st.MetaBytes = int64(unsafe.Sizeof(*t))
-	for i := range t.slots {
-		s := t.slots[i].Load()
+	for i := range t.dir {
+		s := t.reader(uint16(i))
 		if s == nil {
 			continue
 		}
@@ -40,8 +40,8 @@ func (t *Table) Stats() Stats {
 		st.IndexBytes += 8 * int64(len(s.idx))
 		st.SlabBytes += s.smallCap + s.largeCap
 		st.SlabLiveBytes += s.live
-		st.MetaBytes += int64(unsafe.Sizeof(*s)) + int64(cap(s.pages))*int64(unsafe.Sizeof([]byte(nil))) +
-			4*int64(cap(s.holes))
+		st.MetaBytes += int64(unsafe.Sizeof(*s)) + 8*int64(cap(s.small)) +
+			int64(cap(s.large))*int64(unsafe.Sizeof(page{})) + 4*int64(cap(s.holes))
 		s.mu.RUnlock()
 	}
 	_, idle := t.pool.stats()

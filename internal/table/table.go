@@ -2,8 +2,8 @@ package table
 
 import (
 	"bytes"
-	"hash/maphash"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/shoal-kv/shoal/internal/keyspace"
 )
@@ -12,9 +12,12 @@ import (
 // Redis Cluster hash slot. The zero value is not usable; call New. All methods are safe for
 // concurrent use. Keys and values are copied in and out.
 type Table struct {
-	seed  maphash.Seed
-	pool  *pagePool
-	slots [keyspace.NumSlots]atomic.Pointer[slotTable] // created on first write, never removed
+	// dir is first so that its entries are aligned, four to a cache line (a Table is a
+	// large allocation, which starts on a page boundary).
+	dir  [keyspace.NumSlots]slotRef
+	hk   hashKey // in the Table itself: a lookup reads it with no pointer to follow
+	pool *pagePool
+	_    [64 - 40]byte // keep bytes, written by every write, off the line of hk
 	// bytes is the sum of the slots' footprints, kept up to date by every write so that
 	// Bytes is one atomic load (a memory limit checks it before every write).
 	bytes atomic.Int64
@@ -40,58 +43,57 @@ func (t *Table) account(s *slotTable, before int64) {
 // Delete, DropRange and Reset, and whatever remains is unmapped once the Table and its slots
 // are unreachable.
 func New() *Table {
-	return &Table{seed: maphash.MakeSeed(), pool: newPagePool()}
+	return &Table{hk: newHashKey(), pool: newPagePool()}
 }
 
 // reader returns the slot table of slot for reading, or nil when the slot never had a pair.
-func (t *Table) reader(slot uint16) *slotTable { return t.slots[slot].Load() }
+func (t *Table) reader(slot uint16) *slotTable { return t.dir[slot].st.Load() }
 
 // writer returns the slot table of slot, creating it. Slot tables are never removed (DropRange
 // empties them), so a writer holding one can never write into a detached table.
 func (t *Table) writer(slot uint16) *slotTable {
-	if s := t.slots[slot].Load(); s != nil {
+	ref := &t.dir[slot]
+	if s := ref.st.Load(); s != nil {
 		return s
 	}
-	s := newSlotTable(t.seed, t.pool)
-	if t.slots[slot].CompareAndSwap(nil, s) {
+	s := newSlotTable(ref, &t.hk, t.pool)
+	if ref.st.CompareAndSwap(nil, s) {
 		return s
 	}
-	return t.slots[slot].Load()
+	return ref.st.Load()
 }
 
 // Get appends the value of key to dst and returns it with ok true, or returns dst and false
-// when key is absent.
+// when key is absent. It takes no lock (see read.go) and allocates only when dst lacks room
+// for the value.
 func (t *Table) Get(key []byte, dst []byte) (val []byte, ok bool) {
-	s := t.reader(keyspace.Slot(key))
-	if s == nil {
-		return dst, false
+	if lockFreeReads {
+		// The first attempt, inline (see probeKey); get retries.
+		s, v, vl, v0, res := t.probeKey(unsafe.String(unsafe.SliceData(key), len(key)))
+		if res == probeMiss {
+			return dst, false
+		}
+		if res == probeHit {
+			val = append(dst, unsafe.Slice((*byte)(v), vl)...)
+			if s.seq.Load() == v0 {
+				return val, true
+			}
+		}
 	}
-	h := s.hash(key)
-	s.mu.RLock()
-	val, ok = s.get(key, h, dst)
-	s.mu.RUnlock()
-	return val, ok
+	return t.get(key, dst, true)
 }
 
 // Has reports whether key is present, without copying its value.
 func (t *Table) Has(key []byte) bool {
-	s := t.reader(keyspace.Slot(key))
-	if s == nil {
-		return false
-	}
-	h := s.hash(key)
-	s.mu.RLock()
-	p, _ := s.find(key, h)
-	ok := p >= 0
-	s.mu.RUnlock()
+	_, ok := t.get(key, nil, false)
 	return ok
 }
 
 // Set stores val under key and reports whether it replaced an existing value.
 func (t *Table) Set(key, val []byte) (replaced bool) {
-	s := t.writer(keyspace.Slot(key))
-	h := s.hash(key)
-	s.mu.Lock()
+	slot, h := t.locate(key)
+	s := t.writer(slot)
+	s.lockWrite()
 	before := s.footprint()
 	s.reserve()
 	if p, _ := s.find(key, h); p >= 0 {
@@ -102,18 +104,18 @@ func (t *Table) Set(key, val []byte) (replaced bool) {
 	}
 	s.maybeCompact()
 	t.account(s, before)
-	s.mu.Unlock()
+	s.unlockWrite()
 	return replaced
 }
 
 // Delete removes key and reports whether it was present.
 func (t *Table) Delete(key []byte) bool {
-	s := t.reader(keyspace.Slot(key))
+	slot, h := t.locate(key)
+	s := t.reader(slot)
 	if s == nil {
 		return false
 	}
-	h := s.hash(key)
-	s.mu.Lock()
+	s.lockWrite()
 	before := s.footprint()
 	p, _ := s.find(key, h)
 	if p >= 0 {
@@ -121,7 +123,7 @@ func (t *Table) Delete(key []byte) bool {
 		s.maybeCompact()
 	}
 	t.account(s, before)
-	s.mu.Unlock()
+	s.unlockWrite()
 	return p >= 0
 }
 
@@ -129,9 +131,9 @@ func (t *Table) Delete(key []byte) bool {
 // returns the new length of the value. A value that outgrows its record is relocated; values
 // longer than 1 KiB get 25% headroom so that repeated appends copy linearly in total.
 func (t *Table) Append(key, suffix []byte) (newLen int) {
-	s := t.writer(keyspace.Slot(key))
-	h := s.hash(key)
-	s.mu.Lock()
+	slot, h := t.locate(key)
+	s := t.writer(slot)
+	s.lockWrite()
 	before := s.footprint()
 	s.reserve()
 	if p, _ := s.find(key, h); p >= 0 {
@@ -142,7 +144,7 @@ func (t *Table) Append(key, suffix []byte) (newLen int) {
 	}
 	s.maybeCompact()
 	t.account(s, before)
-	s.mu.Unlock()
+	s.unlockWrite()
 	return newLen
 }
 
@@ -150,13 +152,13 @@ func (t *Table) Append(key, suffix []byte) (newLen int) {
 // must be present with a value equal to old; when false, key must be absent (old is ignored).
 // It reports whether the value was written. A nil new stores an empty value.
 func (t *Table) CompareAndSwap(key, old, new []byte, oldPresent bool) bool {
-	s := t.writer(keyspace.Slot(key))
-	h := s.hash(key)
-	s.mu.Lock()
+	slot, h := t.locate(key)
+	s := t.writer(slot)
+	s.lockWrite()
 	before := s.footprint()
 	defer func() {
 		t.account(s, before)
-		s.mu.Unlock()
+		s.unlockWrite()
 	}()
 	s.reserve()
 	p, v := s.find(key, h)
@@ -182,8 +184,8 @@ func (t *Table) CompareAndSwap(key, old, new []byte, oldPresent bool) bool {
 // exact only when no writes run concurrently.
 func (t *Table) Len() int {
 	n := 0
-	for i := range t.slots {
-		if s := t.slots[i].Load(); s != nil {
+	for i := range t.dir {
+		if s := t.reader(uint16(i)); s != nil {
 			n += int(s.count.Load())
 		}
 	}
@@ -206,7 +208,7 @@ func (t *Table) RangeLen(r keyspace.Range) int {
 	lo, hi := clampRange(r)
 	n := 0
 	for slot := lo; slot < hi; slot++ {
-		if s := t.slots[slot].Load(); s != nil {
+		if s := t.reader(uint16(slot)); s != nil {
 			n += int(s.count.Load())
 		}
 	}
@@ -219,7 +221,7 @@ func (t *Table) RangeBytes(r keyspace.Range) int64 {
 	lo, hi := clampRange(r)
 	var n int64
 	for slot := lo; slot < hi; slot++ {
-		if s := t.slots[slot].Load(); s != nil {
+		if s := t.reader(uint16(slot)); s != nil {
 			s.mu.RLock()
 			n += s.keyBytes + s.valBytes
 			s.mu.RUnlock()
@@ -235,7 +237,7 @@ func (t *Table) RangeBytes(r keyspace.Range) int64 {
 func (t *Table) Range(r keyspace.Range, fn func(key, val []byte) bool) {
 	lo, hi := clampRange(r)
 	for slot := lo; slot < hi; slot++ {
-		s := t.slots[slot].Load()
+		s := t.reader(uint16(slot))
 		if s == nil {
 			continue
 		}
@@ -260,15 +262,15 @@ func (t *Table) DropRange(r keyspace.Range) int {
 	lo, hi := clampRange(r)
 	n := 0
 	for slot := lo; slot < hi; slot++ {
-		s := t.slots[slot].Load()
+		s := t.reader(uint16(slot))
 		if s == nil {
 			continue
 		}
-		s.mu.Lock()
+		s.lockWrite()
 		before := s.footprint()
 		n += s.clear()
 		t.account(s, before)
-		s.mu.Unlock()
+		s.unlockWrite()
 	}
 	return n
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/shoal-kv/shoal/internal/keyspace"
 )
@@ -19,8 +20,8 @@ import (
 // checkInvariants recomputes every slot's accounting from its index and arena.
 func checkInvariants(t testing.TB, tb *Table) {
 	t.Helper()
-	for slot := range tb.slots {
-		s := tb.slots[slot].Load()
+	for slot := range tb.dir {
+		s := tb.reader(uint16(slot))
 		if s == nil {
 			continue
 		}
@@ -49,15 +50,19 @@ func checkInvariants(t testing.TB, tb *Table) {
 				if p, _ := s.find(k, s.hash(k)); p != i {
 					t.Fatalf("slot %d: key %q not found at its entry", slot, k)
 				}
-				pg := s.pages[off>>pageShift]
 				if size > largeRecord {
-					if off&pageMask != 0 || int64(len(pg)) != size {
-						t.Fatalf("slot %d: large record not alone in its page", slot)
+					pg := s.large[off&^largeBit]
+					if off&largeBit == 0 || int64(pg.size) < size {
+						t.Fatalf("slot %d: large record not alone in a large page", slot)
 					}
 				} else {
 					smallLive += size
-					if len(pg) > maxPage {
-						t.Fatalf("slot %d: small record in large page", slot)
+					pi, o := off>>pageShift, int(off&pageMask)
+					if off&largeBit != 0 || int(pi) >= len(s.small) || o+int(size) > len(s.smallPage(pi)) {
+						t.Fatalf("slot %d: small record at %#x outside the small pages", slot, off)
+					}
+					if int(pi) == len(s.small)-1 && o+int(size) > s.tailOff {
+						t.Fatalf("slot %d: record at %#x beyond the tail %d", slot, off, s.tailOff)
 					}
 				}
 				n++
@@ -67,16 +72,23 @@ func checkInvariants(t testing.TB, tb *Table) {
 			}
 		}
 		var smallCap, largeCap int64
-		for _, p := range s.pages {
-			if p == nil {
-				continue
-			}
-			if s.isSmall(p) {
-				smallCap += int64(len(p))
-			} else {
-				largeCap += int64(cap(p))
-			}
+		for i := range s.small {
+			smallCap += int64(len(s.smallPage(uint32(i))))
 		}
+		if len(s.small) > 1 && s.size0 != maxPage {
+			t.Fatalf("slot %d: %d small pages but page 0 has %d bytes", slot, len(s.small), s.size0)
+		}
+		free := 0
+		for _, p := range s.large {
+			if p.base == nil {
+				free++
+			}
+			largeCap += int64(p.size)
+		}
+		if free != len(s.holes) {
+			t.Fatalf("slot %d: %d free large entries, %d holes", slot, free, len(s.holes))
+		}
+		checkHead(t, s)
 		if n != int64(s.n) || n != s.count.Load() || kb != s.keyBytes || vb != s.valBytes ||
 			live != s.live || smallLive != s.smallLive || tombs != int64(s.tombs) {
 			t.Fatalf("slot %d accounting: n %d/%d/%d keys %d/%d vals %d/%d live %d/%d small %d/%d tombs %d/%d",
@@ -93,6 +105,25 @@ func checkInvariants(t testing.TB, tb *Table) {
 			t.Fatalf("slot %d: growthLeft %d with n %d tombs %d groups %d", slot, s.growthLeft, n, tombs, s.idx.groups())
 		}
 		s.mu.RUnlock()
+	}
+}
+
+// checkHead checks that the slot's directory entry and reader mirrors publish its current
+// index and pages; s.mu must be held.
+func checkHead(t testing.TB, s *slotTable) {
+	t.Helper()
+	if s.seq.Load()&1 != 0 {
+		t.Fatalf("seq %d odd outside a write", s.seq.Load())
+	}
+	if x := s.ref.loadIndex(); len(x) != len(s.idx) || len(x) > 0 && &x[0] != &s.idx[0] {
+		t.Fatal("directory entry does not publish the index")
+	}
+	if int(s.nsmall.Load()) != len(s.small) || s.rsmall.Load() != unsafe.SliceData(s.small) ||
+		len(s.small) > 0 && s.page0 != page0Tag(s.small[0], s.size0) || len(s.small) == 0 && s.page0 != nil {
+		t.Fatal("slot does not publish the small pages")
+	}
+	if int(s.nlarge.Load()) != len(s.large) || s.rlarge.Load() != unsafe.SliceData(s.large) {
+		t.Fatal("slot does not publish the large pages")
 	}
 }
 
@@ -298,8 +329,8 @@ func TestSlotsAndRanges(t *testing.T) {
 	if st := tb.Stats(); st.SlabBytes != 0 || st.IndexBytes != 0 {
 		t.Fatalf("after Reset: %+v", st)
 	}
-	if mapped, _ := tb.pool.stats(); mapped != 0 {
-		t.Fatalf("after Reset %d bytes still mapped", mapped)
+	if held, _ := tb.pool.stats(); held != 0 {
+		t.Fatalf("after Reset the pool still holds %d bytes", held)
 	}
 }
 
@@ -558,8 +589,8 @@ func TestReclaim(t *testing.T) {
 	if st.Pairs != 0 || st.SlabBytes != 0 || st.IndexBytes != 0 {
 		t.Fatalf("after deleting all: %+v", st)
 	}
-	if mapped, _ := tb.pool.stats(); mapped != 0 {
-		t.Fatalf("after deleting all %d bytes still mapped", mapped)
+	if held, _ := tb.pool.stats(); held != 0 {
+		t.Fatalf("after deleting all the pool still holds %d bytes", held)
 	}
 }
 
@@ -586,13 +617,16 @@ func TestPoolCleanup(t *testing.T) {
 		tb.Set(fmt.Appendf(nil, "{same}%d", i), []byte("some value bytes"))
 	}
 	ps := tb.pool.poolState
-	if mapped, _ := ps.stats(); mapped == 0 {
+	if held, _ := ps.stats(); held == 0 {
 		t.Skip("no chunk was mapped (heap fallback)")
 	}
 	tb = nil
 	for range 200 {
 		runtime.GC()
-		if mapped, _ := ps.stats(); mapped == 0 {
+		ps.mu.Lock()
+		mappings := ps.mappings
+		ps.mu.Unlock()
+		if mappings == 0 {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
