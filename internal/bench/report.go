@@ -189,19 +189,26 @@ func RenderMarkdown(w io.Writer, res *Results, plots []string) {
 
 // renderHeadline lists the ratios the issue asks for, one line each.
 func renderHeadline(w io.Writer, res *Results) {
-	line := func(label, tool, target, op string, dist Dist, pipe, clients int) {
+	// versus prints target's median against peer's ("" = the row's own peer).
+	versus := func(label, tool, target, peerName, op string, dist Dist, pipe, clients int) {
 		like := &Row{Tool: tool, Op: op, Dist: dist, Pipeline: pipe, Clients: clients}
 		r := res.Find(target, like)
 		if r == nil {
 			return
 		}
-		ratio := res.Ratio(r)
-		peer := res.Find(r.Peer, like)
-		if ratio == 0 || peer == nil {
+		if peerName == "" {
+			peerName = r.Peer
+		}
+		peer := res.Find(peerName, like)
+		if peer == nil || peer.Throughput().Median == 0 {
 			fmt.Fprintf(w, "| %s | n/a | | |\n", label)
 			return
 		}
+		ratio := r.Throughput().Median / peer.Throughput().Median
 		fmt.Fprintf(w, "| %s | **%.2fx** | %s | %s |\n", label, ratio, ops(r.Throughput().Median), ops(peer.Throughput().Median))
+	}
+	line := func(label, tool, target, op string, dist Dist, pipe, clients int) {
+		versus(label, tool, target, "", op, dist, pipe, clients)
 	}
 	fmt.Fprintf(w, "| comparison (same run) | ratio | Shoal ops/s | peer ops/s |\n| --- | ---: | ---: | ---: |\n")
 	c := res.Fixed
@@ -210,6 +217,8 @@ func renderHeadline(w io.Writer, res *Results) {
 	line(fmt.Sprintf("SET, `shoal-1` vs `redis` (Go, %d clients)", c), ToolGo, TShoal1, "SET", Uniform, 1, c)
 	line(fmt.Sprintf("replicated SET, `shoal-3` vs `etcd-3` put (Go, %d clients)", c), ToolGo, TShoal3, "SET", Uniform, 1, c)
 	line(fmt.Sprintf("linearizable GET, `shoal-3` vs `etcd-3` range (Go, %d clients)", c), ToolGo, TShoal3, "GET", Uniform, 1, c)
+	versus(fmt.Sprintf("linearizable GET, `shoal-3` vs one `redis` (Go, %d clients)", c), ToolGo, TShoal3, TRedis, "GET", Uniform, 1, c)
+	versus(fmt.Sprintf("linearizable GET, `shoal-3` vs one `redis` (redis-benchmark, %d clients)", res.RBClients), ToolRB, TShoal3, TRedis, "GET", Uniform, 1, res.RBClients)
 	line(fmt.Sprintf("GET, `shoal-3x3` vs `redis-cluster` (Go, %d clients)", c), ToolGo, TShoalCluster, "GET", Uniform, 1, c)
 	line(fmt.Sprintf("SET, `shoal-3x3` vs `redis-cluster` (Go, %d clients)", c), ToolGo, TShoalCluster, "SET", Uniform, 1, c)
 	line(fmt.Sprintf("GET -P %d, `shoal-1` vs `redis` (redis-benchmark)", 16), ToolRB, TShoal1, "GET", Uniform, 16, res.RBClients)

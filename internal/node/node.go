@@ -47,6 +47,7 @@ type Config struct {
 	ClientListen, PeerListen string
 	TickInterval             time.Duration
 	SnapshotEntries          uint64
+	BatchWindow              time.Duration // see raftnode.Config.BatchWindow
 	WrapPeerConn             func(net.Conn) net.Conn
 	// Controller lists the shard controller's client addresses. Without it the group is
 	// standalone and serves every slot.
@@ -143,7 +144,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	var err error
 	n.raft, err = raftnode.New(raftnode.Config{
 		ID: cfg.ID, Peers: peers, ListenAddr: cfg.PeerListen, Dir: cfg.Dir,
-		TickInterval: cfg.TickInterval, SnapshotEntries: cfg.SnapshotEntries,
+		TickInterval: cfg.TickInterval, SnapshotEntries: cfg.SnapshotEntries, BatchWindow: cfg.BatchWindow,
 		WrapConn: cfg.WrapPeerConn, Logger: cfg.Logger, PeerTLS: cfg.PeerTLS,
 	}, n.group)
 	if err != nil {
