@@ -40,7 +40,7 @@ func TestIdleNodeSnapshotsItsLog(t *testing.T) {
 }
 
 func TestPaceWaitsOnlyBetweenBackToBackAppends(t *testing.T) {
-	n := &Node{cfg: Config{BatchWindow: time.Hour}}
+	n := &Node{cfg: Config{BatchWindow: time.Hour, Peers: map[uint64]string{1: "a", 2: "b", 3: "c"}}}
 	if d := n.pace(time.Now(), true); d != 0 {
 		t.Fatalf("a lone append waited %v", d)
 	}
@@ -58,5 +58,10 @@ func TestPaceWaitsOnlyBetweenBackToBackAppends(t *testing.T) {
 	n.cfg.BatchWindow = 0
 	if d := n.pace(time.Now(), true); d != 0 {
 		t.Fatalf("pacing disabled but waited %v", d)
+	}
+	n.cfg.BatchWindow, n.cfg.Peers = time.Hour, map[uint64]string{1: "a"}
+	n.pace(time.Now(), true)
+	if d := n.pace(time.Now(), true); d != 0 {
+		t.Fatalf("a group of one waited %v", d)
 	}
 }
