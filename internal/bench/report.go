@@ -158,8 +158,8 @@ func RenderMarkdown(w io.Writer, res *Results, plots []string) {
 	}
 	p(". The same data, with failures, is in `bench/results.json`.\n\n")
 	p("```\n")
-	for _, r := range res.Rows {
-		p("%-15s %-13s %-5s %-7s P%-2d c%-3d", r.Tool, r.Target, r.Op, r.Dist, r.Pipeline, r.Clients)
+	raw := func(target string, r *Row) {
+		p("%-15s %-13s %-5s %-7s P%-2d c%-3d", r.Tool, target, r.Op, r.Dist, r.Pipeline, r.Clients)
 		for _, s := range r.Samples {
 			if s.Err != "" {
 				p("  [error]")
@@ -169,18 +169,13 @@ func RenderMarkdown(w io.Writer, res *Results, plots []string) {
 		}
 		p("\n")
 	}
+	for _, r := range res.Rows {
+		raw(r.Target, r)
+	}
 	if sc := res.Scaling; sc != nil {
 		for _, st := range sc.Steps {
 			for _, r := range st.Rows {
-				p("%-15s %-13s %-5s %-7s P%-2d c%-3d", r.Tool, fmt.Sprintf("%s:%d", r.Target, st.Groups), r.Op, r.Dist, r.Pipeline, r.Clients)
-				for _, s := range r.Samples {
-					if s.Err != "" {
-						p("  [error]")
-						continue
-					}
-					p("  %.0f (%.3f/%.3f)", s.OpsPerSec, s.P50Ms, s.P99Ms)
-				}
-				p("\n")
+				raw(fmt.Sprintf("%s:%d", r.Target, st.Groups), r)
 			}
 		}
 	}

@@ -58,16 +58,22 @@ func sizeName(n int) string {
 // are allocated in insertion order, so a strided walk would run through memory linearly).
 func benchOrder(n int) []int { return rand.New(rand.NewPCG(1, 1)).Perm(n) }
 
+// loadBoth fills a table and a Go map with the same keys, each mapped to benchVal.
+func loadBoth(keys [][]byte) (*Table, map[string][]byte) {
+	tb := New()
+	m := make(map[string][]byte)
+	for _, k := range keys {
+		tb.Set(k, []byte(benchVal))
+		m[string(k)] = []byte(benchVal)
+	}
+	return tb, m
+}
+
 func BenchmarkGet(b *testing.B) {
 	for _, n := range benchSizes() {
 		keys := benchKeys(n)
 		order := benchOrder(n)
-		tb := New()
-		m := make(map[string][]byte)
-		for _, k := range keys {
-			tb.Set(k, []byte(benchVal))
-			m[string(k)] = []byte(benchVal)
-		}
+		tb, m := loadBoth(keys)
 		b.Run("table/"+sizeName(n), func(b *testing.B) {
 			var dst []byte
 			for i := 0; i < b.N; i++ {
@@ -113,12 +119,7 @@ func BenchmarkSet(b *testing.B) {
 		order := benchOrder(n)
 		val := []byte(benchVal)
 		// Overwrite: the steady state of a full table.
-		tb := New()
-		m := make(map[string][]byte)
-		for _, k := range keys {
-			tb.Set(k, val)
-			m[string(k)] = slices.Clone(val)
-		}
+		tb, m := loadBoth(keys)
 		b.Run("table-overwrite/"+sizeName(n), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				tb.Set(keys[order[i%n]], val)
@@ -278,12 +279,7 @@ func BenchmarkVersus(b *testing.B) {
 		keys := benchKeys(n)
 		order := benchOrder(n)
 		val := []byte(benchVal)
-		tb := New()
-		m := make(map[string][]byte)
-		for _, k := range keys {
-			tb.Set(k, val)
-			m[string(k)] = slices.Clone(val)
-		}
+		tb, m := loadBoth(keys)
 		type op struct {
 			name       string
 			table, gom func(i int)
@@ -332,12 +328,7 @@ func BenchmarkVersusParallel(b *testing.B) {
 	for _, n := range benchSizes() {
 		keys := benchKeys(n)
 		order := benchOrder(n)
-		tb := New()
-		m := make(map[string][]byte)
-		for _, k := range keys {
-			tb.Set(k, []byte(benchVal))
-			m[string(k)] = []byte(benchVal)
-		}
+		tb, m := loadBoth(keys)
 		b.Run("get/"+sizeName(n), func(b *testing.B) {
 			var tt, tm, seq atomic.Int64
 			b.RunParallel(func(pb *testing.PB) {
