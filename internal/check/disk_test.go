@@ -143,25 +143,46 @@ func logLine(t *testing.T, path, want string) string {
 	return ""
 }
 
+// walVictim is a follower killed after 300 acknowledged writes, with its newest WAL segment.
+type walVictim struct {
+	c      *harness.Cluster
+	leader uint64
+	acked  map[string]string
+	victim uint64
+	spec   harness.NodeSpec
+	seg    string // path of the newest WAL segment
+	wal    []byte // its contents
+}
+
+// killFollowerAfterWrites starts a 3-node group, writes 300 keys with prefix through its leader,
+// kills one follower and reads the follower's newest WAL segment, for tests that damage it.
+func killFollowerAfterWrites(t *testing.T, prefix string) walVictim {
+	t.Helper()
+	w := walVictim{}
+	w.c, w.leader = startDiskGroup(t, 3, nil)
+	w.acked = writeKeys(t, w.c.Addr(w.leader), prefix, 300)
+	w.victim = w.c.Specs[0].ID
+	if w.victim == w.leader {
+		w.victim = w.c.Specs[1].ID
+	}
+	w.spec = w.c.Specs[w.victim-1]
+	if err := w.c.Kill(w.victim); err != nil {
+		t.Fatal(err)
+	}
+	w.seg = newestSegment(t, w.spec.Dir)
+	var err error
+	if w.wal, err = os.ReadFile(w.seg); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
 // TestTornWALTailIsTruncated: a node killed mid-write leaves a partial last record; at restart
 // the node truncates it, recovers, catches up from its peers and serves every acknowledged write.
 func TestTornWALTailIsTruncated(t *testing.T) {
-	c, leader := startDiskGroup(t, 3, nil)
-	acked := writeKeys(t, c.Addr(leader), "torn", 300)
-	victim := c.Specs[0].ID
-	if victim == leader {
-		victim = c.Specs[1].ID
-	}
-	spec := c.Specs[victim-1]
-	if err := c.Kill(victim); err != nil {
-		t.Fatal(err)
-	}
-	seg := newestSegment(t, spec.Dir)
+	w := killFollowerAfterWrites(t, "torn")
+	c, leader, acked, victim, spec, seg, b := w.c, w.leader, w.acked, w.victim, w.spec, w.seg, w.wal
 	st, err := os.Stat(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(seg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,21 +223,8 @@ func TestTornWALTailIsTruncated(t *testing.T) {
 // (valid records follow it, so it was once durable): the node must refuse to start, naming the
 // file and offset, rather than silently lose acknowledged entries.
 func TestCorruptWALRecordRefusesStart(t *testing.T) {
-	c, leader := startDiskGroup(t, 3, nil)
-	acked := writeKeys(t, c.Addr(leader), "corrupt", 300)
-	victim := c.Specs[0].ID
-	if victim == leader {
-		victim = c.Specs[1].ID
-	}
-	spec := c.Specs[victim-1]
-	if err := c.Kill(victim); err != nil {
-		t.Fatal(err)
-	}
-	seg := newestSegment(t, spec.Dir)
-	b, err := os.ReadFile(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := killFollowerAfterWrites(t, "corrupt")
+	c, leader, acked, victim, spec, seg, b := w.c, w.leader, w.acked, w.victim, w.spec, w.seg, w.wal
 	offs, lens := recordOffsets(t, b)
 	i := len(offs) / 2
 	for i < len(offs) && lens[i] == 0 {
