@@ -32,6 +32,7 @@ func (r *queued) Status() raftnode.Status           { return raftnode.Status{ID:
 
 // apply applies every queued proposal, in order, as the raft loop would.
 func (r *queued) apply() {
+	r.g.waitProposed()
 	r.mu.Lock()
 	q := r.q
 	r.q = nil
@@ -39,6 +40,19 @@ func (r *queued) apply() {
 	for _, data := range q {
 		r.index++
 		r.g.Apply(r.index, data)
+	}
+}
+
+// waitProposed waits until every started command has been handed to the Replicator.
+func (g *Group) waitProposed() {
+	for {
+		g.props.mu.Lock()
+		idle := !g.props.running && len(g.props.queue) == 0
+		g.props.mu.Unlock()
+		if idle {
+			return
+		}
+		time.Sleep(100 * time.Microsecond)
 	}
 }
 

@@ -17,8 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/raft/v3"
-
 	"github.com/shoal-kv/shoal/internal/keyspace"
 	"github.com/shoal-kv/shoal/internal/raftnode"
 	"github.com/shoal-kv/shoal/internal/table"
@@ -64,6 +62,9 @@ type Config struct {
 	Controlled bool
 	Table      *table.Table
 	Logger     *slog.Logger
+	// Window is the shortest time between two proposals while writes keep arriving (see
+	// drain); 0 proposes every batch as soon as the previous one was handed to raft.
+	Window time.Duration
 }
 
 // Group is one replica's view of the group state machine. It implements raftnode.StateMachine.
@@ -72,7 +73,7 @@ type Group struct {
 	log   *slog.Logger
 	tab   *table.Table
 	r     Replicator
-	reqID atomic.Uint64
+	props proposals
 
 	waitMu  sync.Mutex
 	waiters map[uint64]chan result
@@ -124,7 +125,8 @@ func New(cfg Config) *Group {
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(fmt.Sprintf("group: crypto/rand: %v", err))
 	}
-	g.reqID.Store(binary.LittleEndian.Uint64(b[:]) >> 1)
+	g.props.next = binary.LittleEndian.Uint64(b[:]) >> 1
+	g.props.proposed = g.props.next
 	return g
 }
 
@@ -152,37 +154,14 @@ type pending struct {
 	ch chan result
 }
 
-// start proposes a command and returns without waiting for it to commit. Commands started by
-// one goroutine enter the log in the order they were started.
+// start queues a command for proposing and returns without waiting for it to commit. Commands
+// started by one goroutine enter the log in the order they were started.
 func (g *Group) start(ctx context.Context, c *command) (pending, error) {
 	if s, ok := SessionFrom(ctx); ok {
 		c.clientID, c.seq, c.acked = s.ClientID, s.Seq, s.Acked
 	}
-	c.reqID = g.reqID.Add(1)
-	p := pending{g: g, id: c.reqID, ch: g.resultChan()}
-	g.waitMu.Lock()
-	g.waiters[c.reqID] = p.ch
-	g.waitMu.Unlock()
-	data := c.encode(make([]byte, 0, c.encodedLen()))
-	backoff := 10 * time.Millisecond
-	for {
-		err := g.r.Propose(ctx, data)
-		if err == nil {
-			return p, nil
-		}
-		// A dropped proposal was never appended, so proposing it again cannot apply it twice.
-		if !errors.Is(err, raft.ErrProposalDropped) {
-			p.release()
-			return pending{}, fmt.Errorf("propose: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			p.release()
-			return pending{}, fmt.Errorf("%w: %w", ErrNotLeader, ctx.Err())
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 200*time.Millisecond)
-	}
+	ch := g.resultChan()
+	return pending{g: g, id: g.enqueue(c, ch), ch: ch}, nil
 }
 
 // deliver hands the result of command id to its proposer, if one waits on this replica. The
@@ -220,6 +199,10 @@ func (p pending) wait(ctx context.Context) (result, error) {
 		return res, res.err
 	case <-ctx.Done():
 		p.release()
+		if !p.g.placed(p.id) {
+			// Raft never took it: no leader was known for as long as the caller waited.
+			return result{}, fmt.Errorf("%w: %w", ErrNotLeader, ctx.Err())
+		}
 		return result{}, fmt.Errorf("waiting for commit: %w", ctx.Err())
 	}
 }
@@ -234,10 +217,18 @@ func (g *Group) resultChan() chan result {
 
 // Apply implements raftnode.StateMachine.
 func (g *Group) Apply(index uint64, data []byte) {
+	if err := forEachCommand(data, func(cmd []byte) { g.applyCommand(index, cmd) }); err != nil {
+		// Every replica sees the same bytes, so every replica stops at the same point.
+		g.log.Error("skipping rest of undecodable entry", "index", index, "err", err)
+	}
+}
+
+// applyCommand applies one command of the entry at index and hands its result to its proposer.
+func (g *Group) applyCommand(index uint64, data []byte) {
 	c := &g.applyCmd
 	if err := c.decode(data); err != nil {
-		// Every replica sees the same bytes, so every replica skips the same entry.
-		g.log.Error("skipping undecodable entry", "index", index, "err", err)
+		// Every replica sees the same bytes, so every replica skips the same command.
+		g.log.Error("skipping undecodable command", "index", index, "err", err)
 		return
 	}
 	if c.op < opConfig {

@@ -48,6 +48,7 @@ type Config struct {
 	TickInterval             time.Duration
 	SnapshotEntries          uint64
 	BatchWindow              time.Duration // see raftnode.Config.BatchWindow
+	ProposeWindow            time.Duration // see group.Config.Window
 	WrapPeerConn             func(net.Conn) net.Conn
 	// Controller lists the shard controller's client addresses. Without it the group is
 	// standalone and serves every slot.
@@ -136,7 +137,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger}
 	controlled := len(cfg.Controller) > 0
 	tab := table.New()
-	n.group = group.New(group.Config{GroupID: cfg.GroupID, Controlled: controlled, Table: tab, Logger: cfg.Logger})
+	n.group = group.New(group.Config{GroupID: cfg.GroupID, Controlled: controlled, Table: tab, Logger: cfg.Logger, Window: cfg.ProposeWindow})
 	peers := make(map[uint64]string, len(cfg.Members))
 	for id, m := range cfg.Members {
 		peers[id] = m.PeerAddr

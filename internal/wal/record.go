@@ -157,6 +157,18 @@ func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (sca
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
 			return readErr(err)
 		}
+		if hdr == [headerSize]byte{} {
+			// Zeros where a header belongs, and nothing but zeros after them, are space written
+			// ahead of the log (Options.Preallocate), or left by a crash before any record
+			// reached it: the log ends here, cleanly.
+			zero, err := restIsZero(br)
+			if err != nil {
+				return readErr(err)
+			}
+			if zero {
+				return scanResult{end: off, size: size}, nil
+			}
+		}
 		n := int64(binary.LittleEndian.Uint32(hdr[0:4]))
 		typ := hdr[4]
 		if n > rem-headerSize {

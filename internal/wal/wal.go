@@ -144,6 +144,12 @@ type Options struct {
 	// Logger receives warnings about repaired torn tails and failures; nil
 	// discards them.
 	Logger *slog.Logger
+	// Preallocate is how many bytes of zeros are written ahead of the end of
+	// the log in the open segment, so that a Save's fdatasync flushes only the
+	// record's data: appending to the end of a file changes its size and block
+	// map too, which costs a journal commit per fdatasync (about 40% more time
+	// and CPU per Save on ext4). 0 disables it.
+	Preallocate int64
 }
 
 // segment describes one segment file.
@@ -155,13 +161,15 @@ type segment struct {
 // WAL is an open write-ahead log. See the package documentation for the
 // format and recovery rules. Not safe for concurrent use.
 type WAL struct {
-	dir     string
-	log     *slog.Logger
-	segSize int64
+	dir      string
+	log      *slog.Logger
+	segSize  int64
+	prealloc int64
 
 	segs     []segment // ascending seq; the last one is open for writing
 	f        *os.File  // the last segment
 	off      int64     // end of the last complete record in f
+	zeroEnd  int64     // f holds zeros from off up to here (see Options.Preallocate)
 	unsynced bool      // bytes written to f since the last fdatasync
 
 	lastIndex uint64 // index of the last entry written (or the snapshot index)
@@ -181,7 +189,7 @@ func Open(dir string, logger *slog.Logger) (*WAL, error) {
 
 // OpenWithOptions is Open with tuning options.
 func OpenWithOptions(dir string, opts Options) (*WAL, error) {
-	w := &WAL{dir: dir, log: opts.Logger, segSize: opts.SegmentSize}
+	w := &WAL{dir: dir, log: opts.Logger, segSize: opts.SegmentSize, prealloc: opts.Preallocate}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -223,6 +231,9 @@ func OpenWithOptions(dir string, opts Options) (*WAL, error) {
 		return nil, fmt.Errorf("wal: seek %s: %w", last, err)
 	}
 	w.f, w.off = f, end
+	if fi, err := f.Stat(); err == nil && fi.Size() > end {
+		w.zeroEnd = fi.Size() // replay checked that everything after end is zeros
+	}
 	return w, nil
 }
 
@@ -401,8 +412,15 @@ func (w *WAL) usable() error {
 // write appends b to the current segment in one syscall, undoing a partial
 // write on failure.
 func (w *WAL) write(b []byte) error {
+	if end := w.off + int64(len(b)); w.prealloc > 0 && end > w.zeroEnd {
+		// Not past the segment's size (where it will be cut) unless this record is.
+		if err := w.zeroFill(max(end, min(end+w.prealloc, w.segSize))); err != nil {
+			return err
+		}
+	}
 	if _, err := w.f.Write(b); err != nil {
 		werr := ioError("write "+w.f.Name(), err)
+		w.zeroEnd = 0
 		if terr := w.f.Truncate(w.off); terr != nil {
 			w.err = fmt.Errorf("truncate after failed write: %w", terr)
 			w.log.Error("wal: cannot undo failed write", "file", w.f.Name(), "err", terr)
@@ -413,6 +431,23 @@ func (w *WAL) write(b []byte) error {
 	}
 	w.off += int64(len(b))
 	w.unsynced = true
+	return nil
+}
+
+// zeroFill writes zeros from the end of the zeroed region (or of the log) up to end, so that
+// the records written there later overwrite allocated blocks instead of growing the file.
+func (w *WAL) zeroFill(end int64) error {
+	from := max(w.zeroEnd, w.off)
+	zeros := make([]byte, min(end-from, 256<<10))
+	for from < end {
+		n := min(int64(len(zeros)), end-from)
+		if _, err := w.f.WriteAt(zeros[:n], from); err != nil {
+			// Zeros past the log are harmless to replay; the log itself is untouched.
+			return ioError("preallocate "+w.f.Name(), err)
+		}
+		from += n
+		w.zeroEnd = from
+	}
 	return nil
 }
 
@@ -441,6 +476,13 @@ func (w *WAL) cut(first uint64) error {
 	if err := w.sync(); err != nil {
 		return err
 	}
+	if w.zeroEnd > w.off {
+		// Drop the zeros written ahead. Not synced: if a crash undoes it, replay skips a zero
+		// tail in any segment.
+		if err := w.f.Truncate(w.off); err != nil {
+			w.log.Warn("wal: trim preallocated tail", "file", w.f.Name(), "err", err)
+		}
+	}
 	s := segment{seq: w.segs[len(w.segs)-1].seq + 1, first: first}
 	old := w.f
 	if err := w.createSegment(s); err != nil {
@@ -468,7 +510,7 @@ func (w *WAL) createSegment(s segment) error {
 		w.err = err
 		return fmt.Errorf("wal: create segment: %w", err)
 	}
-	w.f, w.off, w.unsynced = f, 0, false
+	w.f, w.off, w.zeroEnd, w.unsynced = f, 0, 0, false
 	return nil
 }
 

@@ -1,0 +1,227 @@
+package group
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3"
+
+	"github.com/shoal-kv/shoal/internal/raftnode"
+	"github.com/shoal-kv/shoal/internal/table"
+)
+
+// scripted is a Replicator that commits every accepted proposal at once, like loopback, but
+// can hold the first proposal until released and answer proposals with errors.
+type scripted struct {
+	mu      sync.Mutex
+	g       *Group
+	index   uint64
+	entries [][]byte
+	hold    chan struct{} // closed to let the first proposal through; nil: no hold
+	entered chan struct{} // closed once the first proposal is being held
+	held    bool
+	fail    func(call int) error // error for the call-th proposal (from 0), or nil
+	calls   int
+}
+
+func (s *scripted) Propose(_ context.Context, data []byte) error {
+	s.mu.Lock()
+	call, hold := s.calls, s.hold != nil && !s.held
+	s.calls++
+	s.held = true
+	s.mu.Unlock()
+	if hold {
+		close(s.entered)
+		<-s.hold
+	}
+	if s.fail != nil {
+		if err := s.fail(call); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.index++
+	s.entries = append(s.entries, append([]byte(nil), data...))
+	idx := s.index
+	s.mu.Unlock()
+	s.g.Apply(idx, data)
+	return nil
+}
+
+func (s *scripted) ReadBarrier(context.Context) error { return nil }
+func (s *scripted) Status() raftnode.Status           { return raftnode.Status{ID: 1, Leader: 1} }
+
+func (s *scripted) entryCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.entries)
+}
+
+func newScripted(s *scripted) *Group {
+	g := New(Config{GroupID: 1, Table: table.New()})
+	s.g = g
+	g.Bind(s)
+	return g
+}
+
+// TestWritesShareEntries holds the first proposal while a pipeline of writes is started: they
+// must reach raft as a few batch entries (not one entry each), split at the batch limit, and
+// apply in the order they were started, each answered with its own result.
+func TestWritesShareEntries(t *testing.T) {
+	s := &scripted{hold: make(chan struct{}), entered: make(chan struct{})}
+	g := newScripted(s)
+	ctx := context.Background()
+	key := []byte("ctr")
+	const n = maxBatchCmds + 500
+	waits := make([]Wait, n)
+	for i := range waits {
+		w, err := g.Start(ctx, Write{Op: WriteIncrBy, Args: [][]byte{key}, Delta: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits[i] = w
+		if i == 0 {
+			<-s.entered
+		}
+	}
+	close(s.hold)
+	for i, w := range waits {
+		res, err := w.Result(ctx)
+		if err != nil || res.N != int64(i+1) {
+			t.Fatalf("write %d: got %d, %v; want %d", i, res.N, err, i+1)
+		}
+	}
+	// The first write went alone (it was being proposed when the rest arrived); the others
+	// filled one full batch and one partial one.
+	if got := s.entryCount(); got != 3 {
+		t.Fatalf("%d writes became %d entries, want 3", n, got)
+	}
+	for i, e := range s.entries {
+		cmds := 0
+		if err := forEachCommand(e, func([]byte) { cmds++ }); err != nil {
+			t.Fatal(err)
+		}
+		if cmds > maxBatchCmds {
+			t.Fatalf("entry %d holds %d commands, over the limit %d", i, cmds, maxBatchCmds)
+		}
+		if cmds == 1 && op(e[0]) == opBatch {
+			t.Fatalf("entry %d: a lone command should be proposed bare", i)
+		}
+	}
+	// A second replica applying the same entries reaches the same state.
+	other := New(Config{GroupID: 1, Table: table.New()})
+	for i, e := range s.entries {
+		other.Apply(uint64(i+1), e)
+	}
+	if v, ok := other.tab.Get(key, nil); !ok || string(v) != "1524" {
+		t.Fatalf("replayed counter = %q, want 1524", v)
+	}
+}
+
+// TestBatchedRetriesApplyOnce sends the same session write twice into one held batch: the
+// at-most-once records work per command inside a batch entry, so it applies once.
+func TestBatchedRetriesApplyOnce(t *testing.T) {
+	s := &scripted{hold: make(chan struct{}), entered: make(chan struct{})}
+	g := newScripted(s)
+	key := []byte("k")
+	first, err := g.Start(context.Background(), Write{Op: WriteSet, Set: SetArgs{Key: []byte("x"), Val: []byte("y")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-s.entered
+	ctx := WithSession(context.Background(), Session{ClientID: 7, Seq: 1})
+	var waits []Wait
+	for range 2 {
+		w, err := g.Start(ctx, Write{Op: WriteAppend, Args: [][]byte{key, []byte("ab")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits = append(waits, w)
+	}
+	close(s.hold)
+	if _, err := first.Result(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range waits {
+		if res, err := w.Result(context.Background()); err != nil || res.N != 2 {
+			t.Fatalf("attempt %d: got %d, %v; want length 2 (the first attempt's answer)", i, res.N, err)
+		}
+	}
+	if v, _ := g.tab.Get(key, nil); string(v) != "ab" {
+		t.Fatalf("value %q: the retried append applied twice", v)
+	}
+	if s.entryCount() != 2 {
+		t.Fatalf("%d entries, want 2 (the held write, then both attempts in one batch)", s.entryCount())
+	}
+}
+
+// TestDroppedBatchProposedAgain: raft drops proposals while it knows no leader; the batch is
+// proposed again until taken, and applies once.
+func TestDroppedBatchProposedAgain(t *testing.T) {
+	s := &scripted{fail: func(call int) error {
+		if call < 3 {
+			return raft.ErrProposalDropped
+		}
+		return nil
+	}}
+	g := newScripted(s)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n, err := g.IncrBy(ctx, []byte("ctr"), 5)
+	if err != nil || n != 5 {
+		t.Fatalf("IncrBy = %d, %v; want 5", n, err)
+	}
+	if s.entryCount() != 1 {
+		t.Fatalf("%d entries applied, want 1", s.entryCount())
+	}
+}
+
+// TestProposalFailures: a failure other than a drop reaches every writer of the batch, and a
+// write raft never took by the time its caller gives up reports that no leader was known.
+func TestProposalFailures(t *testing.T) {
+	stopped := errors.New("node stopped")
+	s := &scripted{hold: make(chan struct{}), entered: make(chan struct{}), fail: func(int) error { return stopped }}
+	g := newScripted(s)
+	var waits []Wait
+	for range 5 {
+		w, err := g.Start(context.Background(), Write{Op: WriteDel, Args: [][]byte{[]byte("k")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits = append(waits, w)
+	}
+	close(s.hold)
+	for i, w := range waits {
+		if _, err := w.Result(context.Background()); !errors.Is(err, stopped) {
+			t.Fatalf("write %d: got %v, want the proposal's failure", i, err)
+		}
+	}
+
+	s = &scripted{fail: func(int) error { return raft.ErrProposalDropped }}
+	g = newScripted(s)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := g.IncrBy(ctx, []byte("ctr"), 1); !errors.Is(err, ErrNotLeader) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("never placed: got %v, want ErrNotLeader and the deadline", err)
+	}
+	// Nobody waits for the dropped batch any more: proposing stops instead of retrying forever.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		g.props.mu.Lock()
+		running := g.props.running
+		g.props.mu.Unlock()
+		if !running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("still proposing a batch nobody waits for")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s.entryCount() != 0 {
+		t.Fatalf("a dropped write applied")
+	}
+}
