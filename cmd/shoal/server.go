@@ -21,8 +21,7 @@ func runServer(ctx context.Context, args []string) error {
 	peers := fs.String("peers", "", "every replica of the group: id=clientaddr/peeraddr,... (this node included)")
 	tick := fs.Duration("tick", 100*time.Millisecond, "raft tick; the election timeout is 10 ticks")
 	snapEntries := fs.Uint64("snapshot-entries", 20000, "applied entries between snapshots")
-	batchWindow := fs.Duration("batch-window", 300*time.Microsecond, "under a steady stream of writes, the shortest time between two raft cycles that append entries, so more writes share each fsync and message (0: none; a lone write is never delayed)")
-	proposeWindow := fs.Duration("propose-window", time.Millisecond, "under a steady stream of writes, the shortest time between two raft proposals, so writes arriving meanwhile share one log entry (0: none; a write arriving at an idle group is never delayed)")
+	proposeWindow := fs.Duration("propose-window", time.Millisecond, "while writes keep arriving concurrently, the shortest time between two raft proposals, so the writes arriving meanwhile share one log entry (0: none; a client writing alone is never delayed; groups of one replica never wait)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	ctl := fs.String("controller", "", "shard controller client addresses (comma-separated); empty: standalone group serving every slot")
 	peerListen := fs.String("peer-listen", "", "address to accept raft peer connections on, when it differs from this node's peer address in --peers (e.g. behind a proxy)")
@@ -65,7 +64,7 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	n, err := node.Start(ctx, node.Config{
 		ID: *id, GroupID: *groupID, Dir: *dir, Members: members, PeerListen: *peerListen,
-		TickInterval: *tick, SnapshotEntries: *snapEntries, BatchWindow: *batchWindow, ProposeWindow: *proposeWindow, Logger: logger,
+		TickInterval: *tick, SnapshotEntries: *snapEntries, ProposeWindow: *proposeWindow, Logger: logger,
 		Controller: splitList(*ctl), MigrateRate: *rate,
 		NewController: node.ControllerClientWith(security.dialTLS(), a.Username, a.Password),
 		Auth:          a.Store, InternalUser: a.Username, InternalPassword: a.Password,

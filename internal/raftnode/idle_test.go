@@ -38,30 +38,3 @@ func TestIdleNodeSnapshotsItsLog(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
-
-func TestPaceWaitsOnlyBetweenBackToBackAppends(t *testing.T) {
-	n := &Node{cfg: Config{BatchWindow: time.Hour, Peers: map[uint64]string{1: "a", 2: "b", 3: "c"}}}
-	if d := n.pace(time.Now(), true); d != 0 {
-		t.Fatalf("a lone append waited %v", d)
-	}
-	if d := n.pace(time.Now(), false); d != 0 {
-		t.Fatalf("a cycle without entries waited %v", d)
-	}
-	if d := n.pace(time.Now(), true); d != 0 {
-		t.Fatalf("an append after a quiet cycle waited %v", d)
-	}
-	n.cfg.BatchWindow = 30 * time.Millisecond
-	start := time.Now()
-	if d := n.pace(start, true); d <= 0 || time.Since(start) < n.cfg.BatchWindow {
-		t.Fatalf("back-to-back appends waited %v (%v since the cycle began), want the rest of %v", d, time.Since(start), n.cfg.BatchWindow)
-	}
-	n.cfg.BatchWindow = 0
-	if d := n.pace(time.Now(), true); d != 0 {
-		t.Fatalf("pacing disabled but waited %v", d)
-	}
-	n.cfg.BatchWindow, n.cfg.Peers = time.Hour, map[uint64]string{1: "a"}
-	n.pace(time.Now(), true)
-	if d := n.pace(time.Now(), true); d != 0 {
-		t.Fatalf("a group of one waited %v", d)
-	}
-}

@@ -68,9 +68,6 @@ type Config struct {
 	// NoLeaseReads makes every ReadBarrier run a read index round (a heartbeat quorum) instead
 	// of using the leader's clock-based lease (see leaseDuration).
 	NoLeaseReads bool
-	// BatchWindow is the shortest time between two Ready cycles that both append entries (see
-	// pace); 0 disables pacing.
-	BatchWindow time.Duration
 	// IdleTicks is how many ticks without an applied entry make a node snapshot early to drop its
 	// in-memory log and return the memory (see idleTick); default 5.
 	IdleTicks int
@@ -130,7 +127,6 @@ type Node struct {
 	term          atomic.Uint64
 	commit        atomic.Uint64 // commit index of the newest HardState, published before its messages leave
 	persisted     uint64        // index of the last entry written to the WAL (raft loop only)
-	appendedLast  bool          // the previous Ready carried new entries (see pace)
 
 	// appliedMu guards appliedWaiters: barriers waiting for the apply index to reach a value.
 	appliedMu      sync.Mutex
@@ -389,7 +385,6 @@ func (n *Node) run(ctx context.Context) {
 		case res := <-n.snapshotDone():
 			n.finishSnapshot(res)
 		case rd := <-n.raft.Ready():
-			start := time.Now()
 			if err := n.handleReady(rd); err != nil {
 				// A failed fsync means we cannot promise durability for what we would ack: stop
 				// rather than acknowledge writes that may be lost (the fsyncgate lesson).
@@ -397,30 +392,8 @@ func (n *Node) run(ctx context.Context) {
 				n.failure.Store(&err)
 				return
 			}
-			n.pace(start, len(rd.Entries) > 0)
 		}
 	}
-}
-
-// pace spaces Ready cycles that carry new entries back to back at least BatchWindow apart.
-// Every cycle pays fixed costs (a WAL write and fdatasync, a message per peer, a round of
-// goroutine wake-ups on every replica); under a steady stream of writes, cycles of one or two
-// entries spend the cores on those costs instead of on writes. Waiting out the rest of a short
-// window lets the proposals and appends arriving meanwhile share the next cycle. A lone write
-// (the previous cycle appended nothing) is never delayed, so latency at low load is unchanged,
-// and neither is a group of one, whose cycles have no peers to pay for (pacing measured 20%
-// slower SETs there). It returns how long it waited.
-func (n *Node) pace(start time.Time, appended bool) time.Duration {
-	busy := appended && n.appendedLast
-	n.appendedLast = appended
-	if !busy || n.cfg.BatchWindow <= 0 || len(n.cfg.Peers) < 2 {
-		return 0
-	}
-	left := n.cfg.BatchWindow - time.Since(start)
-	if left > 0 {
-		time.Sleep(left)
-	}
-	return max(left, 0)
 }
 
 func (n *Node) handleReady(rd raft.Ready) error {
