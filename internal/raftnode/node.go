@@ -55,11 +55,14 @@ type Config struct {
 	TickInterval   time.Duration
 	ElectionTicks  int
 	HeartbeatTicks int
-	// SnapshotEntries is how many applied entries trigger a new snapshot.
+	// SnapshotEntries is how many applied entries (or snapshotLogBytes of them) trigger a new
+	// snapshot.
 	SnapshotEntries uint64
 	// CatchUpEntries is how many entries are kept in memory behind a snapshot so that slightly
 	// lagging followers catch up from the log rather than from a full snapshot.
 	CatchUpEntries uint64
+	// CatchUpBytes bounds the same entries by size (an entry can carry a batch of writes).
+	CatchUpBytes uint64
 	// WrapConn optionally wraps peer connections (fault injection in tests).
 	WrapConn func(net.Conn) net.Conn
 	Logger   *slog.Logger
@@ -91,6 +94,9 @@ func (c *Config) fill() {
 	}
 	if c.CatchUpEntries == 0 {
 		c.CatchUpEntries = 5000
+	}
+	if c.CatchUpBytes == 0 {
+		c.CatchUpBytes = 4 << 20
 	}
 	if c.ListenAddr == "" {
 		c.ListenAddr = c.Peers[c.ID]
@@ -568,6 +574,11 @@ func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
 	}
 }
 
+// snapshotLogBytes is how many bytes of applied log count like SnapshotEntries entries: entries
+// that carry batches of writes reach a few megabytes long before they reach a count meant for
+// entries of one write each.
+const snapshotLogBytes = 4 << 20
+
 // Sizer is optionally implemented by a StateMachine to report the bytes its snapshot would
 // hold, so snapshots can be spaced by how much the log has grown relative to the state.
 type Sizer interface {
@@ -580,7 +591,7 @@ func (n *Node) maybeSnapshot() {
 	}
 	applied := n.applied.Load()
 	snapIdx := atomic.LoadUint64(&n.snapshotIndex)
-	if applied-snapIdx < n.cfg.SnapshotEntries {
+	if applied-snapIdx < n.cfg.SnapshotEntries && n.logBytes < snapshotLogBytes {
 		return
 	}
 	// A snapshot rewrites the whole state; taking one only once the log since the last one has

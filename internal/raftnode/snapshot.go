@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -116,10 +117,8 @@ func (n *Node) installSnapshot(md raftpb.SnapshotMetadata) error {
 		return fmt.Errorf("wal snapshot marker: %w", err)
 	}
 	atomic.StoreUint64(&n.snapshotIndex, md.Index)
-	if md.Index > n.cfg.CatchUpEntries {
-		if err := n.storage.Compact(md.Index - n.cfg.CatchUpEntries); err != nil && !errors.Is(err, raft.ErrCompacted) {
-			return fmt.Errorf("compact: %w", err)
-		}
+	if err := n.storage.Compact(n.compactIndex(md.Index)); err != nil && !errors.Is(err, raft.ErrCompacted) {
+		return fmt.Errorf("compact: %w", err)
 	}
 	// The snapshot file and marker are durable, so WAL segments wholly before it are not needed
 	// for recovery any more.
@@ -150,4 +149,27 @@ func (n *Node) abortSnapshot() {
 		return
 	}
 	n.log.Info("snapshot abandoned", "index", j.md.Index, "err", res.err)
+}
+
+// compactIndex is where to compact the in-memory log behind a snapshot at idx: it keeps the
+// newest entries up to idx for followers slightly behind, at most CatchUpEntries of them and at
+// most CatchUpBytes of data. Both bounds matter since an entry may hold a batch of a thousand
+// writes: counting entries alone kept whole bulk loads in memory.
+func (n *Node) compactIndex(idx uint64) uint64 {
+	first, err := n.storage.FirstIndex()
+	if err != nil {
+		return idx
+	}
+	keep, size := idx+1, uint64(0) // entries keep..idx stay
+	for keep > first && idx+1-keep < n.cfg.CatchUpEntries {
+		ents, err := n.storage.Entries(keep-1, keep, math.MaxUint64)
+		if err != nil || len(ents) == 0 {
+			break
+		}
+		if size += uint64(ents[0].Size()); size > n.cfg.CatchUpBytes {
+			break
+		}
+		keep--
+	}
+	return keep - 1 // Compact(i) drops the entries before i and keeps i as its marker
 }

@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
 )
 
 // streamSM is a listSM whose snapshots are streamed: StartSnapshot captures the list, and Stream
@@ -319,5 +322,40 @@ func TestCatchUpFromStreamedSnapshot(t *testing.T) {
 	start(3)
 	if got := c.waitLen(ctx, 3, len(want)); !slices.Equal(got[:len(want)], want) {
 		t.Fatal("node 3 caught up to a different log")
+	}
+}
+
+// TestCompactKeepsCatchUpWithinBounds: behind a snapshot the in-memory log keeps the newest
+// entries for lagging followers, but never more than CatchUpEntries of them nor more than
+// CatchUpBytes of data, whichever comes first (entries carrying batches are large).
+func TestCompactKeepsCatchUpWithinBounds(t *testing.T) {
+	ms := raft.NewMemoryStorage()
+	var ents []raftpb.Entry
+	for i := uint64(1); i <= 100; i++ {
+		size := 10
+		if i > 90 {
+			size = 1000 // the newest entries are big
+		}
+		ents = append(ents, raftpb.Entry{Index: i, Term: 1, Data: make([]byte, size)})
+	}
+	if err := ms.Append(ents); err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{storage: &storage{MemoryStorage: ms}}
+	entSize := func(i uint64) uint64 { return uint64(ents[i-1].Size()) }
+	for _, c := range []struct {
+		name          string
+		entries, size uint64
+		want          uint64 // first index kept
+	}{
+		{"by count", 20, 1 << 20, 81},
+		{"by bytes", 50, 3*entSize(100) + 1, 98},
+		{"not even one", 50, entSize(100) - 1, 101},
+		{"more than there is", 500, 1 << 20, 1},
+	} {
+		n.cfg.CatchUpEntries, n.cfg.CatchUpBytes = c.entries, c.size
+		if got := n.compactIndex(100) + 1; got != c.want {
+			t.Errorf("%s: keeps entries from %d, want %d", c.name, got, c.want)
+		}
 	}
 }

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# A/B of server settings under redis-benchmark, the way the "What changed for speed" rows of
+# docs/BENCHMARKS.md were measured: for each round, every setting in turn gets a fresh group
+# (3 replicas by default) on 127.0.0.1, redis-benchmark runs against its leader, the group is
+# stopped; the medians over the rounds are printed at the end. Settings alternate within a round
+# so that the machine's drift hits them alike.
+#
+#   scripts/ab.sh [-r ROUNDS] [-n REPLICAS] [-t set|get] [-c CLIENTS] [-N REQUESTS] SETTING...
+#
+# A SETTING is a shoal binary followed by server flags, quoted as one argument, e.g.
+#   scripts/ab.sh -r 5 "/tmp/old/shoal" "/tmp/new/shoal" "/tmp/new/shoal --propose-window 0"
+set -euo pipefail
+
+rounds=3 replicas=3 test=set clients=32 requests=60000
+while getopts "r:n:t:c:N:" o; do
+	case $o in
+	r) rounds=$OPTARG ;; n) replicas=$OPTARG ;; t) test=$OPTARG ;;
+	c) clients=$OPTARG ;; N) requests=$OPTARG ;; *) exit 2 ;;
+	esac
+done
+shift $((OPTIND - 1))
+[ $# -ge 1 ] || { sed -n 2,11p "$0"; exit 2; }
+command -v redis-benchmark >/dev/null || { echo "redis-benchmark missing: run scripts/install-bench-deps.sh" >&2; exit 1; }
+
+work=$(mktemp -d)
+pids=()
+stop() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	pids=()
+}
+trap 'stop; rm -rf "$work"' EXIT
+
+# Ports: a random base in 20000-39999, client ports base+i, peer ports base+100+i.
+run() { # $1: setting index, $2: setting; prints requests per second
+	local base=$((20000 + RANDOM % 20000)) peers="" i
+	for i in $(seq 1 "$replicas"); do
+		peers+="${peers:+,}$i=127.0.0.1:$((base + i))/127.0.0.1:$((base + 100 + i))"
+	done
+	read -r -a cmd <<<"$2"
+	for i in $(seq 1 "$replicas"); do
+		"${cmd[0]}" server --id "$i" --group 1 --dir "$work/s$1-$i" --peers "$peers" "${cmd[@]:1}" \
+			>"$work/s$1-$i.log" 2>&1 &
+		pids+=($!)
+	done
+	local leader="" try
+	for try in $(seq 1 40); do
+		leader=$(redis-cli -p $((base + 1)) cluster nodes 2>/dev/null | awk '/master/ {split($2, a, "[:@]"); print a[2]}')
+		[ -n "$leader" ] && break
+		sleep 0.25
+	done
+	[ -n "$leader" ] || { echo "no leader for setting $1 (logs in $work)" >&2; exit 1; }
+	redis-benchmark -p "$leader" -t "$test" -c "$clients" -n "$requests" -r 100000 -d 32 -q 2>&1 |
+		tr '\r' '\n' | awk '/per second/ {print $2; exit}'
+	stop
+	rm -rf "$work"/s"$1"-*
+}
+
+declare -A got
+for r in $(seq 1 "$rounds"); do
+	for i in $(seq 1 $#); do
+		run "$i" "${!i}" >"$work/rps" # not in $(...): a subshell would not stop its servers on exit
+		rps=$(<"$work/rps")
+		got[$i]+="$rps "
+		echo "round $r  setting $i  $rps ops/s"
+	done
+done
+echo
+for i in $(seq 1 $#); do
+	med=$(tr ' ' '\n' <<<"${got[$i]}" | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')
+	echo "setting $i: median $med ops/s over $rounds rounds (${got[$i]% }): ${!i}"
+done
