@@ -45,7 +45,7 @@ run() { # $1: setting index, $2: setting; prints requests per second
 	done
 	local leader="" try
 	for try in $(seq 1 40); do
-		leader=$(redis-cli -p $((base + 1)) cluster nodes 2>/dev/null | awk '/master/ {split($2, a, "[:@]"); print a[2]}')
+		leader=$(redis-cli -p $((base + 1)) cluster nodes 2>/dev/null | awk '/master/ {split($2, a, "[:@]"); print a[2]}' || true)
 		[ -n "$leader" ] && break
 		sleep 0.25
 	done
