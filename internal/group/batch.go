@@ -40,8 +40,10 @@ type proposals struct {
 	queue   []*batch // FIFO; the last one takes new commands until full
 	running bool     // a drain goroutine is proposing the queue
 	// proposed is the highest request id raft has taken (or that was given up), in start order;
-	// it tells a write whose caller stopped waiting whether it was ever placed.
+	// attempt is the range of ids inside a Propose call right now (zero when none): together
+	// they tell a write whose caller stopped waiting whether raft can have taken it.
 	proposed uint64
+	attempt  [2]uint64
 	// lastStart and lastCount describe the previous batch proposed (see drain).
 	lastStart time.Time
 	lastCount int
@@ -119,9 +121,6 @@ func (g *Group) drain() {
 		q.lastStart, q.lastCount = time.Now(), len(b.ids)
 		q.mu.Unlock()
 		g.proposeBatch(b)
-		q.mu.Lock()
-		q.proposed = b.ids[len(b.ids)-1]
-		q.mu.Unlock()
 	}
 }
 
@@ -129,22 +128,34 @@ func (g *Group) drain() {
 // never appended, so it is proposed again, after a backoff, as long as any of its writers still
 // waits; any other failure is ambiguous or final and goes to every writer of the batch.
 func (g *Group) proposeBatch(b *batch) {
+	q := &g.props
+	first, last := b.ids[0], b.ids[len(b.ids)-1]
+	defer func() {
+		q.mu.Lock()
+		q.proposed, q.attempt = last, [2]uint64{}
+		q.mu.Unlock()
+	}()
 	data := b.data
 	if len(b.ids) == 1 {
 		data = data[b.one:]
 	}
 	backoff := 10 * time.Millisecond
 	for {
+		q.mu.Lock()
+		q.attempt = [2]uint64{first, last}
+		q.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), proposeTimeout)
 		err := g.r.Propose(ctx, data)
 		cancel()
+		q.mu.Lock()
+		q.attempt = [2]uint64{}
+		q.mu.Unlock()
 		switch {
 		case err == nil:
 			return
 		case !errors.Is(err, raft.ErrProposalDropped):
-			if errors.Is(err, context.DeadlineExceeded) {
-				err = fmt.Errorf("%w: %w", ErrNotLeader, err)
-			}
+			// Also a timeout: raft may have taken the batch as the deadline passed, so its
+			// outcome is unknown, and saying "no leader" would invite a retry that applies twice.
 			res := result{err: fmt.Errorf("propose: %w", err)}
 			for _, id := range b.ids {
 				g.deliver(id, res)
@@ -170,12 +181,14 @@ func (g *Group) waiting(ids []uint64) bool {
 	return false
 }
 
-// placed reports whether the write with request id has been taken by raft (or given up on).
-func (g *Group) placed(id uint64) bool {
+// neverPlaced reports whether raft certainly has not taken the write with request id: it is
+// still queued, or its batch was dropped and waits to be proposed again. A write inside a Propose
+// call right now may have been taken, so it does not count.
+func (g *Group) neverPlaced(id uint64) bool {
 	q := &g.props
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return id <= q.proposed
+	return id > q.proposed && (id < q.attempt[0] || id > q.attempt[1])
 }
 
 // forEachCommand calls fn with every command of a log entry: the commands of a batch in order,

@@ -224,4 +224,27 @@ func TestProposalFailures(t *testing.T) {
 	if s.entryCount() != 0 {
 		t.Fatalf("a dropped write applied")
 	}
+
+	// A caller giving up while its batch is inside Propose cannot be told "no leader": raft may
+	// be taking it at that moment (and here does).
+	s = &scripted{hold: make(chan struct{}), entered: make(chan struct{})}
+	g = newScripted(s)
+	w, err := g.Start(context.Background(), Write{Op: WriteIncrBy, Args: [][]byte{[]byte("ctr")}, Delta: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-s.entered
+	short, cancel2 := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel2()
+	if _, err := w.Result(short); errors.Is(err, ErrNotLeader) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("gave up during Propose: got %v, want a plain deadline error", err)
+	}
+	close(s.hold)
+	deadline = time.Now().Add(5 * time.Second)
+	for s.entryCount() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the held write never applied")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

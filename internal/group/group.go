@@ -199,7 +199,7 @@ func (p pending) wait(ctx context.Context) (result, error) {
 		return res, res.err
 	case <-ctx.Done():
 		p.release()
-		if !p.g.placed(p.id) {
+		if p.g.neverPlaced(p.id) {
 			// Raft never took it: no leader was known for as long as the caller waited.
 			return result{}, fmt.Errorf("%w: %w", ErrNotLeader, ctx.Err())
 		}
