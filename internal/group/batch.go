@@ -44,6 +44,9 @@ type proposals struct {
 	// they tell a write whose caller stopped waiting whether raft can have taken it.
 	proposed uint64
 	attempt  [2]uint64
+	// withdrawn holds the writes whose callers gave up before raft could take them (see
+	// withdraw); they are cut out of their batch before it is proposed.
+	withdrawn map[uint64]struct{}
 	// lastStart and lastCount describe the previous batch proposed (see drain).
 	lastStart time.Time
 	lastCount int
@@ -126,34 +129,40 @@ func (g *Group) drain() {
 
 // proposeBatch hands one batch to raft. A dropped proposal (raft had no leader to take it) was
 // never appended, so it is proposed again, after a backoff, as long as any of its writers still
-// waits; any other failure is ambiguous or final and goes to every writer of the batch.
+// waits; any other failure is ambiguous or final and goes to every writer of the batch. Writes
+// withdrawn by their callers are left out of every attempt.
 func (g *Group) proposeBatch(b *batch) {
 	q := &g.props
-	first, last := b.ids[0], b.ids[len(b.ids)-1]
-	defer func() {
-		q.mu.Lock()
-		q.proposed, q.attempt = last, [2]uint64{}
-		q.mu.Unlock()
-	}()
-	data := b.data
-	if len(b.ids) == 1 {
-		data = data[b.one:]
-	}
+	last := b.ids[len(b.ids)-1]
 	backoff := 10 * time.Millisecond
 	for {
 		q.mu.Lock()
-		q.attempt = [2]uint64{first, last}
+		b = q.without(b)
+		if len(b.ids) == 0 {
+			q.proposed = last
+			q.mu.Unlock()
+			return
+		}
+		q.attempt = [2]uint64{b.ids[0], last}
 		q.mu.Unlock()
+		data := b.data
+		if len(b.ids) == 1 {
+			data = data[b.one:]
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), proposeTimeout)
 		err := g.r.Propose(ctx, data)
 		cancel()
+		dropped := errors.Is(err, raft.ErrProposalDropped)
 		q.mu.Lock()
 		q.attempt = [2]uint64{}
+		if !dropped {
+			q.proposed = last // taken, or possibly taken: no caller may withdraw it now
+		}
 		q.mu.Unlock()
 		switch {
 		case err == nil:
 			return
-		case !errors.Is(err, raft.ErrProposalDropped):
+		case !dropped:
 			// Also a timeout: raft may have taken the batch as the deadline passed, so its
 			// outcome is unknown, and saying "no leader" would invite a retry that applies twice.
 			res := result{err: fmt.Errorf("propose: %w", err)}
@@ -162,11 +171,45 @@ func (g *Group) proposeBatch(b *batch) {
 			}
 			return
 		case !g.waiting(b.ids):
+			q.mu.Lock()
+			q.proposed = last
+			q.mu.Unlock()
 			return
 		}
 		time.Sleep(backoff)
 		backoff = min(2*backoff, 200*time.Millisecond)
 	}
+}
+
+// without returns b less its withdrawn writes, which it forgets. Called with q.mu held.
+func (q *proposals) without(b *batch) *batch {
+	cut := false
+	for _, id := range b.ids {
+		if _, ok := q.withdrawn[id]; ok {
+			cut = true
+			break
+		}
+	}
+	if !cut {
+		return b
+	}
+	nb := &batch{data: []byte{byte(opBatch)}}
+	i := 0
+	_ = forEachCommand(b.data, func(cmd []byte) { // b.data was built by enqueue: well formed
+		id := b.ids[i]
+		i++
+		if _, ok := q.withdrawn[id]; ok {
+			delete(q.withdrawn, id)
+			return
+		}
+		nb.data = binary.AppendUvarint(nb.data, uint64(len(cmd)))
+		if len(nb.ids) == 0 {
+			nb.one = len(nb.data)
+		}
+		nb.data = append(nb.data, cmd...)
+		nb.ids = append(nb.ids, id)
+	})
+	return nb
 }
 
 // waiting reports whether any of the given writes still has a registered waiter.
@@ -181,14 +224,21 @@ func (g *Group) waiting(ids []uint64) bool {
 	return false
 }
 
-// neverPlaced reports whether raft certainly has not taken the write with request id: it is
-// still queued, or its batch was dropped and waits to be proposed again. A write inside a Propose
-// call right now may have been taken, so it does not count.
-func (g *Group) neverPlaced(id uint64) bool {
+// withdraw takes back the write with request id if raft certainly has not taken it: it is
+// still queued, or its batch was dropped and waits to be proposed again. It then never will be.
+// A write inside a Propose call right now, or already taken, cannot be withdrawn.
+func (g *Group) withdraw(id uint64) bool {
 	q := &g.props
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return id > q.proposed && (id < q.attempt[0] || id > q.attempt[1])
+	if id <= q.proposed || (id >= q.attempt[0] && id <= q.attempt[1]) {
+		return false
+	}
+	if q.withdrawn == nil {
+		q.withdrawn = make(map[uint64]struct{})
+	}
+	q.withdrawn[id] = struct{}{}
+	return true
 }
 
 // forEachCommand calls fn with every command of a log entry: the commands of a batch in order,

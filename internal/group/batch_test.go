@@ -248,3 +248,46 @@ func TestProposalFailures(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestWithdrawnWriteNeverApplies: a write queued behind a batch that raft has not taken yet is
+// told "no leader" when its caller gives up, and is then left out of the log for good, so a
+// client that retries it cannot apply it twice; writes still waited for go through.
+func TestWithdrawnWriteNeverApplies(t *testing.T) {
+	s := &scripted{hold: make(chan struct{}), entered: make(chan struct{})}
+	g := newScripted(s)
+	key := []byte("ctr")
+	first, err := g.Start(context.Background(), Write{Op: WriteIncrBy, Args: [][]byte{key}, Delta: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-s.entered // the first write is inside Propose; the next ones queue behind it
+	gaveUp, err := g.Start(context.Background(), Write{Op: WriteIncrBy, Args: [][]byte{key}, Delta: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := g.Start(context.Background(), Write{Op: WriteIncrBy, Args: [][]byte{key}, Delta: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := gaveUp.Result(expired); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("queued write given up: got %v, want ErrNotLeader", err)
+	}
+	close(s.hold)
+	if res, err := first.Result(context.Background()); err != nil || res.N != 1 {
+		t.Fatalf("first write: %d, %v", res.N, err)
+	}
+	if res, err := kept.Result(context.Background()); err != nil || res.N != 101 {
+		t.Fatalf("write after the withdrawn one: got %d, %v; want 101 (the withdrawn +10 left out)", res.N, err)
+	}
+	if v, _ := g.tab.Get(key, nil); string(v) != "101" {
+		t.Fatalf("counter %q, want 101", v)
+	}
+	if got := s.entryCount(); got != 2 {
+		t.Fatalf("%d entries, want 2", got)
+	}
+	if e := s.entries[1]; op(e[0]) == opBatch {
+		t.Fatalf("the batch left with one write should be proposed bare")
+	}
+}

@@ -199,8 +199,9 @@ func (p pending) wait(ctx context.Context) (result, error) {
 		return res, res.err
 	case <-ctx.Done():
 		p.release()
-		if p.g.neverPlaced(p.id) {
-			// Raft never took it: no leader was known for as long as the caller waited.
+		if p.g.withdraw(p.id) {
+			// Raft never took it (no leader was known for as long as the caller waited), and
+			// now never will.
 			return result{}, fmt.Errorf("%w: %w", ErrNotLeader, ctx.Err())
 		}
 		return result{}, fmt.Errorf("waiting for commit: %w", ctx.Err())

@@ -112,10 +112,25 @@ func TestPreallocatedTornRecord(t *testing.T) {
 	}
 	mustSave(t, w, raftpb.HardState{}, ents(5, 5, 2))
 	w.Close()
-	f, _ = os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
-	f.Write(make([]byte, 4096))
-	f.Close()
-	w, st = reopen(t, dir, opts)
-	defer w.Close()
-	checkEnts(t, st.Entries, append(ents(1, 2, 1), ents(3, 5, 2)...))
+	for _, n := range []int{4096, headerSize - 1} { // zeros longer and shorter than a header
+		f, _ = os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
+		f.Write(make([]byte, n))
+		f.Close()
+		w, st = reopen(t, dir, opts)
+		checkEnts(t, st.Entries, append(ents(1, 2, 1), ents(3, 5, 2)...))
+		w.Close()
+		if err := truncateSync(seg, segEnd(t, seg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// segEnd is the end of the last record of a closed segment: its size less any zero tail.
+func segEnd(t *testing.T, path string) int64 {
+	t.Helper()
+	res, err := scanSegment(path, false, func(byte, []byte) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.end
 }

@@ -149,6 +149,14 @@ func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (sca
 	for off < size {
 		rem := size - off
 		if rem < headerSize {
+			// Zeros too short for a header: written ahead of the log like a longer zero tail.
+			zero, err := restIsZero(br)
+			if err != nil {
+				return readErr(err)
+			}
+			if zero {
+				return scanResult{end: off, size: size}, nil
+			}
 			if last {
 				return torn(off)
 			}

@@ -413,9 +413,10 @@ func (w *WAL) usable() error {
 // write on failure.
 func (w *WAL) write(b []byte) error {
 	if end := w.off + int64(len(b)); w.prealloc > 0 && end > w.zeroEnd {
-		// Not past the segment's size (where it will be cut) unless this record is.
+		// Not past the segment's size (where it will be cut) unless this record is. Best
+		// effort: the zeros only make fdatasync cheaper, and the record may still fit.
 		if err := w.zeroFill(max(end, min(end+w.prealloc, w.segSize))); err != nil {
-			return err
+			w.log.Warn("wal: preallocate", "err", err)
 		}
 	}
 	if _, err := w.f.Write(b); err != nil {
