@@ -183,6 +183,9 @@ func (g *Group) proposeBatch(b *batch) {
 
 // without returns b less its withdrawn writes, which it forgets. Called with q.mu held.
 func (q *proposals) without(b *batch) *batch {
+	if len(q.withdrawn) == 0 {
+		return b // the usual case: no lookups per write
+	}
 	cut := false
 	for _, id := range b.ids {
 		if _, ok := q.withdrawn[id]; ok {

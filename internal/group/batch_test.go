@@ -3,67 +3,19 @@ package group
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"go.etcd.io/raft/v3"
 
-	"github.com/shoal-kv/shoal/internal/raftnode"
 	"github.com/shoal-kv/shoal/internal/table"
 )
 
-// scripted is a Replicator that commits every accepted proposal at once, like loopback, but
-// can hold the first proposal until released and answer proposals with errors.
-type scripted struct {
-	mu      sync.Mutex
-	g       *Group
-	index   uint64
-	entries [][]byte
-	hold    chan struct{} // closed to let the first proposal through; nil: no hold
-	entered chan struct{} // closed once the first proposal is being held
-	held    bool
-	fail    func(call int) error // error for the call-th proposal (from 0), or nil
-	calls   int
-}
-
-func (s *scripted) Propose(_ context.Context, data []byte) error {
-	s.mu.Lock()
-	call, hold := s.calls, s.hold != nil && !s.held
-	s.calls++
-	s.held = true
-	s.mu.Unlock()
-	if hold {
-		close(s.entered)
-		<-s.hold
-	}
-	if s.fail != nil {
-		if err := s.fail(call); err != nil {
-			return err
-		}
-	}
-	s.mu.Lock()
-	s.index++
-	s.entries = append(s.entries, append([]byte(nil), data...))
-	idx := s.index
-	s.mu.Unlock()
-	s.g.Apply(idx, data)
-	return nil
-}
-
-func (s *scripted) ReadBarrier(context.Context) error { return nil }
-func (s *scripted) Status() raftnode.Status           { return raftnode.Status{ID: 1, Leader: 1} }
-
-func (s *scripted) entryCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.entries)
-}
-
-func newScripted(s *scripted) *Group {
+// held binds a fresh group to l, whose hold/fail settings script the proposals.
+func held(l *loopback) *Group {
 	g := New(Config{GroupID: 1, Table: table.New()})
-	s.g = g
-	g.Bind(s)
+	g.Bind(l)
+	l.groups = append(l.groups, g)
 	return g
 }
 
@@ -71,8 +23,8 @@ func newScripted(s *scripted) *Group {
 // must reach raft as a few batch entries (not one entry each), split at the batch limit, and
 // apply in the order they were started, each answered with its own result.
 func TestWritesShareEntries(t *testing.T) {
-	s := &scripted{hold: make(chan struct{}), entered: make(chan struct{})}
-	g := newScripted(s)
+	s := &loopback{hold: make(chan struct{}), entered: make(chan struct{})}
+	g := held(s)
 	ctx := context.Background()
 	key := []byte("ctr")
 	const n = maxBatchCmds + 500
@@ -99,7 +51,7 @@ func TestWritesShareEntries(t *testing.T) {
 	if got := s.entryCount(); got != 3 {
 		t.Fatalf("%d writes became %d entries, want 3", n, got)
 	}
-	for i, e := range s.entries {
+	for i, e := range s.proposals {
 		cmds := 0
 		if err := forEachCommand(e, func([]byte) { cmds++ }); err != nil {
 			t.Fatal(err)
@@ -113,7 +65,7 @@ func TestWritesShareEntries(t *testing.T) {
 	}
 	// A second replica applying the same entries reaches the same state.
 	other := New(Config{GroupID: 1, Table: table.New()})
-	for i, e := range s.entries {
+	for i, e := range s.proposals {
 		other.Apply(uint64(i+1), e)
 	}
 	if v, ok := other.tab.Get(key, nil); !ok || string(v) != "1524" {
@@ -124,8 +76,8 @@ func TestWritesShareEntries(t *testing.T) {
 // TestBatchedRetriesApplyOnce sends the same session write twice into one held batch: the
 // at-most-once records work per command inside a batch entry, so it applies once.
 func TestBatchedRetriesApplyOnce(t *testing.T) {
-	s := &scripted{hold: make(chan struct{}), entered: make(chan struct{})}
-	g := newScripted(s)
+	s := &loopback{hold: make(chan struct{}), entered: make(chan struct{})}
+	g := held(s)
 	key := []byte("k")
 	first, err := g.Start(context.Background(), Write{Op: WriteSet, Set: SetArgs{Key: []byte("x"), Val: []byte("y")}})
 	if err != nil {
@@ -161,13 +113,13 @@ func TestBatchedRetriesApplyOnce(t *testing.T) {
 // TestDroppedBatchProposedAgain: raft drops proposals while it knows no leader; the batch is
 // proposed again until taken, and applies once.
 func TestDroppedBatchProposedAgain(t *testing.T) {
-	s := &scripted{fail: func(call int) error {
+	s := &loopback{fail: func(call int) error {
 		if call < 3 {
 			return raft.ErrProposalDropped
 		}
 		return nil
 	}}
-	g := newScripted(s)
+	g := held(s)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	n, err := g.IncrBy(ctx, []byte("ctr"), 5)
@@ -183,8 +135,8 @@ func TestDroppedBatchProposedAgain(t *testing.T) {
 // write raft never took by the time its caller gives up reports that no leader was known.
 func TestProposalFailures(t *testing.T) {
 	stopped := errors.New("node stopped")
-	s := &scripted{hold: make(chan struct{}), entered: make(chan struct{}), fail: func(int) error { return stopped }}
-	g := newScripted(s)
+	s := &loopback{hold: make(chan struct{}), entered: make(chan struct{}), fail: func(int) error { return stopped }}
+	g := held(s)
 	var waits []Wait
 	for range 5 {
 		w, err := g.Start(context.Background(), Write{Op: WriteDel, Args: [][]byte{[]byte("k")}})
@@ -200,8 +152,8 @@ func TestProposalFailures(t *testing.T) {
 		}
 	}
 
-	s = &scripted{fail: func(int) error { return raft.ErrProposalDropped }}
-	g = newScripted(s)
+	s = &loopback{fail: func(int) error { return raft.ErrProposalDropped }}
+	g = held(s)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if _, err := g.IncrBy(ctx, []byte("ctr"), 1); !errors.Is(err, ErrNotLeader) || !errors.Is(err, context.DeadlineExceeded) {
@@ -227,8 +179,8 @@ func TestProposalFailures(t *testing.T) {
 
 	// A caller giving up while its batch is inside Propose cannot be told "no leader": raft may
 	// be taking it at that moment (and here does).
-	s = &scripted{hold: make(chan struct{}), entered: make(chan struct{})}
-	g = newScripted(s)
+	s = &loopback{hold: make(chan struct{}), entered: make(chan struct{})}
+	g = held(s)
 	w, err := g.Start(context.Background(), Write{Op: WriteIncrBy, Args: [][]byte{[]byte("ctr")}, Delta: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -253,8 +205,8 @@ func TestProposalFailures(t *testing.T) {
 // told "no leader" when its caller gives up, and is then left out of the log for good, so a
 // client that retries it cannot apply it twice; writes still waited for go through.
 func TestWithdrawnWriteNeverApplies(t *testing.T) {
-	s := &scripted{hold: make(chan struct{}), entered: make(chan struct{})}
-	g := newScripted(s)
+	s := &loopback{hold: make(chan struct{}), entered: make(chan struct{})}
+	g := held(s)
 	key := []byte("ctr")
 	first, err := g.Start(context.Background(), Write{Op: WriteIncrBy, Args: [][]byte{key}, Delta: 1})
 	if err != nil {
@@ -287,7 +239,7 @@ func TestWithdrawnWriteNeverApplies(t *testing.T) {
 	if got := s.entryCount(); got != 2 {
 		t.Fatalf("%d entries, want 2", got)
 	}
-	if e := s.entries[1]; op(e[0]) == opBatch {
+	if e := s.proposals[1]; op(e[0]) == opBatch {
 		t.Fatalf("the batch left with one write should be proposed bare")
 	}
 }

@@ -13,15 +13,34 @@ import (
 )
 
 // loopback is a Replicator that commits every proposal at once, in order, on the local group and
-// on any followers, standing in for raft to test the state machine alone.
+// on any followers, standing in for raft to test the state machine alone. Optionally it holds
+// the first proposal until hold is closed (closing entered once it does) and answers proposals
+// with fail's error.
 type loopback struct {
 	mu        sync.Mutex
 	index     uint64
 	groups    []*Group
 	proposals [][]byte
+
+	hold, entered chan struct{}
+	fail          func(call int) error // error for the call-th proposal (from 0), or nil
+	calls         int
 }
 
 func (l *loopback) Propose(_ context.Context, data []byte) error {
+	l.mu.Lock()
+	call := l.calls
+	l.calls++
+	l.mu.Unlock()
+	if call == 0 && l.hold != nil {
+		close(l.entered)
+		<-l.hold
+	}
+	if l.fail != nil {
+		if err := l.fail(call); err != nil {
+			return err
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.index++
@@ -30,6 +49,13 @@ func (l *loopback) Propose(_ context.Context, data []byte) error {
 		g.Apply(l.index, data)
 	}
 	return nil
+}
+
+// entryCount is how many proposals were committed.
+func (l *loopback) entryCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.proposals)
 }
 
 func (l *loopback) ReadBarrier(context.Context) error { return nil }

@@ -157,19 +157,23 @@ func (n *Node) abortSnapshot() {
 // writes: counting entries alone kept whole bulk loads in memory.
 func (n *Node) compactIndex(idx uint64) uint64 {
 	first, err := n.storage.FirstIndex()
+	if err != nil || idx < first {
+		return idx
+	}
+	lo := first
+	if idx+1-lo > n.cfg.CatchUpEntries {
+		lo = idx + 1 - n.cfg.CatchUpEntries
+	}
+	ents, err := n.storage.Entries(lo, idx+1, math.MaxUint64)
 	if err != nil {
 		return idx
 	}
 	keep, size := idx+1, uint64(0) // entries keep..idx stay
-	for keep > first && idx+1-keep < n.cfg.CatchUpEntries {
-		ents, err := n.storage.Entries(keep-1, keep, math.MaxUint64)
-		if err != nil || len(ents) == 0 {
+	for i := len(ents) - 1; i >= 0; i-- {
+		if size += uint64(ents[i].Size()); size > n.cfg.CatchUpBytes {
 			break
 		}
-		if size += uint64(ents[0].Size()); size > n.cfg.CatchUpBytes {
-			break
-		}
-		keep--
+		keep = ents[i].Index
 	}
 	return keep - 1 // Compact(i) drops the entries before i and keeps i as its marker
 }
