@@ -2,10 +2,8 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"sync"
@@ -101,33 +99,6 @@ func (ps *Procs) StopAll() {
 		})
 	}
 	wg.Wait()
-}
-
-// freePort returns a port free on 127.0.0.1 whose +offset is free too (Redis Cluster's bus
-// listens on port+10000); offset 0 checks only the port.
-func freePort(offset int) (int, error) {
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("free port: %w", err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		if offset == 0 {
-			l.Close()
-			return p, nil
-		}
-		if p+offset > 65535 {
-			l.Close()
-			continue
-		}
-		l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+offset))
-		l.Close()
-		if err == nil {
-			l2.Close()
-			return p, nil
-		}
-	}
-	return 0, errors.New("free port: none found")
 }
 
 // waitFor polls ready every 100 ms until it returns nil, the timeout passes or ctx ends.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shoal-kv/shoal/internal/freeport"
 	"github.com/shoal-kv/shoal/internal/harness"
 	"github.com/shoal-kv/shoal/internal/resp"
 )
@@ -167,7 +168,7 @@ func redisArgs(port int, dir string, extra ...string) []string {
 }
 
 func (e *Env) startRedis(ctx context.Context) (*Target, error) {
-	port, err := freePort(0)
+	port, err := freeport.PortWith(0)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +192,7 @@ func (e *Env) startRedisCluster(ctx context.Context) (*Target, error) {
 	t := &Target{Name: TRedisCluster, Desc: "Redis Cluster, 3 masters, no replicas, no persistence", Proto: ProtoRESP,
 		Cluster: true, Copies: 1}
 	for i := range 3 {
-		port, err := freePort(10000) // the cluster bus listens 10000 above
+		port, err := freeport.PortWith(10000) // the cluster bus listens 10000 above
 		if err != nil {
 			return nil, err
 		}
@@ -242,11 +243,11 @@ func (e *Env) startEtcd(ctx context.Context) (*Target, error) {
 	ms := make([]member, 3)
 	var initial []string
 	for i := range ms {
-		c, err := freePort(0)
+		c, err := freeport.PortWith(0)
 		if err != nil {
 			return nil, err
 		}
-		p, err := freePort(0)
+		p, err := freeport.PortWith(0)
 		if err != nil {
 			return nil, err
 		}

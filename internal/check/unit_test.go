@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-kv/shoal/internal/freeport"
 	"github.com/shoal-kv/shoal/internal/linearize"
 )
 
@@ -55,7 +56,7 @@ func TestNetworkBlockDelayHeal(t *testing.T) {
 	}()
 	n := NewNetwork(nil)
 	defer n.Close()
-	port, err := freeAddr()
+	port, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,15 +106,6 @@ func TestNetworkBlockDelayHeal(t *testing.T) {
 		t.Fatalf("delayed message arrived after %v", d)
 	}
 	c.Close()
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // TestLost checks the read-back rule on hand-made histories.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-kv/shoal/internal/freeport"
 	"github.com/shoal-kv/shoal/internal/resp"
 )
 
@@ -33,12 +34,11 @@ type testCluster struct {
 }
 
 func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return a
 }
 
 // newTestCluster starts 3 replicas on fresh ports. A port picked by freeAddr can be taken by

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/shoal-kv/shoal/internal/controller"
+	"github.com/shoal-kv/shoal/internal/freeport"
 	"github.com/shoal-kv/shoal/internal/node"
 	"github.com/shoal-kv/shoal/internal/resp"
 	"github.com/shoal-kv/shoal/internal/tlsconf"
@@ -125,14 +126,9 @@ func Load(dir string) (*Cluster, error) {
 	return &Cluster{Dir: dir, Specs: nf.Nodes, procs: make(map[uint64]*proc)}, nil
 }
 
-// FreePort asks the kernel for a free TCP port on 127.0.0.1.
+// FreePort returns a free TCP port on 127.0.0.1 outside the ephemeral range (see freeport).
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return freeport.Port()
 }
 
 // StartAll starts every node and records them in nodes.json.

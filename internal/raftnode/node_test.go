@@ -5,13 +5,14 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shoal-kv/shoal/internal/freeport"
 )
 
 // listSM is a state machine that keeps every applied payload, so replicas can be compared.
@@ -68,12 +69,11 @@ type testCluster struct {
 }
 
 func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return a
 }
 
 func newTestCluster(t *testing.T, n int) *testCluster {

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/shoal-kv/shoal/internal/freeport"
 )
 
 // deadline is generous: tests never assert on timing, only that things happen eventually.
@@ -293,13 +295,11 @@ func waitUnreachable(t *testing.T, n *node, want uint64) {
 
 // freeAddr returns a loopback address nothing listens on.
 func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
+	return a
 }
 
 func TestUnreachablePeerDown(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shoal-kv/shoal/internal/controller"
+	"github.com/shoal-kv/shoal/internal/freeport"
 	"github.com/shoal-kv/shoal/internal/keyspace"
 	"github.com/shoal-kv/shoal/internal/migrate"
 	"github.com/shoal-kv/shoal/internal/node"
@@ -87,14 +88,13 @@ type Options struct {
 	Configure func(*node.Config)
 }
 
-// FreeAddr returns a free 127.0.0.1 address.
+// FreeAddr returns a free 127.0.0.1 address outside the ephemeral range (see freeport).
 func FreeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return a
 }
 
 // NewCluster starts groups x replicas nodes; no group has joined the controller yet.

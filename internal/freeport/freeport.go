@@ -1,0 +1,118 @@
+// Package freeport picks TCP ports on 127.0.0.1 for processes whose address must be known before
+// they listen (cluster members name each other up front).
+//
+// Asking the kernel for port 0 and closing the listener is racy in a way that bites under
+// parallel tests: the port comes from the ephemeral range, so any outgoing connection in any
+// process on the machine may take it as its local port before the member binds it. Ports are
+// therefore drawn at random from outside the ephemeral range, where the kernel never hands
+// them out on its own; only another picker drawing the same port in the same instant collides.
+package freeport
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// lowest is the smallest port handed out: below it sit well-known and commonly configured ports.
+const lowest = 10000
+
+// Port returns a port on 127.0.0.1 that was free a moment ago and lies outside the kernel's
+// ephemeral range.
+func Port() (int, error) {
+	return PortWith(0)
+}
+
+// PortWith returns a free port p such that p+offset is free too (Redis Cluster's bus listens
+// 10000 above its client port); offset 0 checks p alone.
+func PortWith(offset int) (int, error) {
+	lo, hi := ephemeralRange()
+	var ranges [][2]int // candidate [from, to] ranges outside the ephemeral one
+	if lo-1 >= lowest {
+		ranges = append(ranges, [2]int{lowest, lo - 1})
+	}
+	if hi+1 <= 65535-offset {
+		ranges = append(ranges, [2]int{hi + 1, 65535 - offset})
+	}
+	total := 0
+	for _, r := range ranges {
+		total += r[1] - r[0] + 1
+	}
+	var lastErr error
+	for range 200 {
+		var p int
+		if total > 0 {
+			n := rand.IntN(total)
+			for _, r := range ranges {
+				size := r[1] - r[0] + 1
+				if n < size {
+					p = r[0] + n
+					break
+				}
+				n -= size
+			}
+		} else {
+			// No room outside the ephemeral range: fall back to the kernel's choice.
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return 0, fmt.Errorf("free port: %w", err)
+			}
+			p = l.Addr().(*net.TCPAddr).Port
+			l.Close()
+		}
+		if err := tryPorts(p, offset); err != nil {
+			lastErr = err
+			continue
+		}
+		return p, nil
+	}
+	return 0, fmt.Errorf("free port: no free port found: %w", lastErr)
+}
+
+// Addr returns "127.0.0.1:<port>" for a port from Port.
+func Addr() (string, error) {
+	p, err := Port()
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)), nil
+}
+
+// tryPorts checks that p (and p+offset, when offset is not 0) can be listened on right now.
+func tryPorts(p, offset int) error {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if offset == 0 {
+		return nil
+	}
+	l2, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p+offset)))
+	if err != nil {
+		return err
+	}
+	return l2.Close()
+}
+
+// ephemeralRange reads the kernel's ephemeral port range, defaulting to Linux's 32768-60999.
+func ephemeralRange() (lo, hi int) {
+	lo, hi = 32768, 60999
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return lo, hi
+	}
+	l, err1 := strconv.Atoi(f[0])
+	h, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil || l > h {
+		return lo, hi
+	}
+	return l, h
+}

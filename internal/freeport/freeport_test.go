@@ -1,0 +1,74 @@
+package freeport
+
+import (
+	"net"
+	"strconv"
+	"testing"
+)
+
+func TestPortOutsideEphemeralRange(t *testing.T) {
+	lo, hi := ephemeralRange()
+	for range 20 {
+		p, err := Port()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p >= lo && p <= hi {
+			t.Fatalf("port %d inside the ephemeral range %d-%d", p, lo, hi)
+		}
+		if p < lowest || p > 65535 {
+			t.Fatalf("port %d out of bounds", p)
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			t.Fatalf("port %d not listenable: %v", p, err)
+		}
+		l.Close()
+	}
+}
+
+func TestPortWithOffsetLeavesBothFree(t *testing.T) {
+	p, err := PortWith(10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []int{p, p + 10000} {
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(q)))
+		if err != nil {
+			t.Fatalf("port %d not listenable: %v", q, err)
+		}
+		l.Close()
+	}
+}
+
+func TestPortSkipsTakenPorts(t *testing.T) {
+	// Hold many ports; none handed out afterwards may be one of them.
+	held := map[int]bool{}
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range 50 {
+		p, err := Port()
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue // taken by someone else meanwhile
+		}
+		ls = append(ls, l)
+		held[p] = true
+	}
+	for range 200 {
+		p, err := Port()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if held[p] {
+			t.Fatalf("port %d handed out while held", p)
+		}
+	}
+}
