@@ -118,7 +118,9 @@ type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	sm      StateMachine
-	raft    raft.Node
+	raft    *raft.RawNode // the raft state: the raft loop's alone (see inbox)
+	inbox   *inbox
+	spare   []op // the inbox's other buffer (raft loop only)
 	storage *storage
 	wal     *wal.WAL
 	snaps   *snap.Snapshotter
@@ -132,6 +134,7 @@ type Node struct {
 	leader        atomic.Uint64
 	term          atomic.Uint64
 	commit        atomic.Uint64 // commit index of the newest HardState, published before its messages leave
+	state         atomic.Uint64 // raft.StateType of the newest SoftState
 	persisted     uint64        // index of the last entry written to the WAL (raft loop only)
 
 	// appliedMu guards appliedWaiters: barriers waiting for the apply index to reach a value.
@@ -163,6 +166,7 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 		return nil, fmt.Errorf("raftnode: peers do not include this node's id %d", cfg.ID)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("raft", cfg.ID), sm: sm, stopped: make(chan struct{})}
+	n.inbox = newInbox(n.stopped)
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("raftnode: data dir: %w", err)
 	}
@@ -238,14 +242,19 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 		PreVote:                   true,
 		Logger:                    &raftLogger{l: n.log},
 	}
-	if restart {
-		n.raft = raft.RestartNode(rc)
-	} else {
+	if n.raft, err = raft.NewRawNode(rc); err != nil {
+		n.wal.Close()
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+	if !restart {
 		peers := make([]raft.Peer, 0, len(cfg.Peers))
 		for id := range cfg.Peers {
 			peers = append(peers, raft.Peer{ID: id})
 		}
-		n.raft = raft.StartNode(rc, peers)
+		if err := n.raft.Bootstrap(peers); err != nil {
+			n.wal.Close()
+			return nil, fmt.Errorf("raftnode: bootstrap: %w", err)
+		}
 	}
 	return n, nil
 }
@@ -267,15 +276,11 @@ func (n *Node) Start(ctx context.Context) error {
 			if n.dropVote(m) {
 				return nil
 			}
-			return n.raft.Step(ctx, m)
+			return n.inbox.step(ctx, m)
 		},
-		Unreachable: func(id uint64) { n.raft.ReportUnreachable(id) },
+		Unreachable: func(id uint64) { n.inbox.post(op{kind: opUnreachable, id: id}) },
 		SnapshotStatus: func(id uint64, failed bool) {
-			st := raft.SnapshotFinish
-			if failed {
-				st = raft.SnapshotFailure
-			}
-			n.raft.ReportSnapshot(id, st)
+			n.inbox.post(op{kind: opSnapStatus, id: id, failed: failed})
 		},
 		Logger: n.log,
 	}
@@ -330,7 +335,7 @@ func (n *Node) Propose(ctx context.Context, data []byte) error {
 		return ErrStopped
 	default:
 	}
-	return n.raft.Propose(ctx, data)
+	return n.inbox.propose(ctx, data)
 }
 
 // Status is a summary of the node's raft state.
@@ -342,13 +347,13 @@ type Status struct {
 
 // Status reports the node's current raft state.
 func (n *Node) Status() Status {
-	s := n.raft.Status()
 	voters := make([]uint64, 0, len(n.cfg.Peers))
 	for id := range n.cfg.Peers {
 		voters = append(voters, id)
 	}
-	return Status{ID: n.cfg.ID, Leader: s.Lead, Term: s.Term, Commit: s.Commit, Applied: n.applied.Load(),
-		SnapshotIndex: atomic.LoadUint64(&n.snapshotIndex), State: s.RaftState.String(), Voters: voters}
+	return Status{ID: n.cfg.ID, Leader: n.leader.Load(), Term: n.term.Load(), Commit: n.commit.Load(),
+		Applied: n.applied.Load(), SnapshotIndex: atomic.LoadUint64(&n.snapshotIndex),
+		State: raft.StateType(n.state.Load()).String(), Voters: voters}
 }
 
 // Leader returns the id of the leader this node believes in, or 0 when none is known.
@@ -363,7 +368,7 @@ func (n *Node) ID() uint64 { return n.cfg.ID }
 // TransferLeadership asks the leader to hand leadership to the given node.
 func (n *Node) TransferLeadership(ctx context.Context, to uint64) {
 	n.revokeLease()
-	n.raft.TransferLeadership(ctx, n.leader.Load(), to)
+	n.inbox.post(op{kind: opTransfer, id: to})
 }
 
 func (n *Node) run(ctx context.Context) {
@@ -371,7 +376,6 @@ func (n *Node) run(ctx context.Context) {
 	defer func() {
 		// The job's goroutine is the raft loop's: it ends before the loop does.
 		n.abortSnapshot()
-		n.raft.Stop()
 		if err := n.trans.Close(); err != nil {
 			n.log.Debug("transport close", "err", err)
 		}
@@ -390,8 +394,11 @@ func (n *Node) run(ctx context.Context) {
 			n.idleTick()
 		case res := <-n.snapshotDone():
 			n.finishSnapshot(res)
-		case rd := <-n.raft.Ready():
-			if err := n.handleReady(rd); err != nil {
+		case <-n.inbox.wake:
+			n.takeInbox()
+		}
+		for n.raft.HasReady() {
+			if err := n.handleReady(n.raft.Ready()); err != nil {
 				// A failed fsync means we cannot promise durability for what we would ack: stop
 				// rather than acknowledge writes that may be lost (the fsyncgate lesson).
 				n.log.Error("raft ready handling failed; stopping node", "err", err)
@@ -402,9 +409,39 @@ func (n *Node) run(ctx context.Context) {
 	}
 }
 
+// takeInbox feeds raft everything queued for it since the last wake-up.
+func (n *Node) takeInbox() {
+	ops := n.inbox.take(n.spare)
+	for i := range ops {
+		o := &ops[i]
+		switch o.kind {
+		case opStep:
+			if err := n.raft.Step(o.msg); err != nil {
+				n.log.Debug("step", "type", o.msg.Type, "from", o.msg.From, "err", err)
+			}
+		case opPropose:
+			o.done <- n.raft.Propose(o.data)
+		case opReadIndex:
+			n.raft.ReadIndex(o.data)
+		case opUnreachable:
+			n.raft.ReportUnreachable(o.id)
+		case opSnapStatus:
+			st := raft.SnapshotFinish
+			if o.failed {
+				st = raft.SnapshotFailure
+			}
+			n.raft.ReportSnapshot(o.id, st)
+		case opTransfer:
+			n.raft.TransferLeader(o.id)
+		}
+	}
+	n.spare = ops
+}
+
 func (n *Node) handleReady(rd raft.Ready) error {
 	if rd.SoftState != nil {
 		n.leader.Store(rd.SoftState.Lead)
+		n.state.Store(uint64(rd.SoftState.RaftState))
 	}
 	if !raft.IsEmptyHardState(rd.HardState) {
 		n.term.Store(rd.HardState.Term)
@@ -495,7 +532,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		return err
 	}
 	n.maybeSnapshot()
-	n.raft.Advance()
+	n.raft.Advance(rd)
 	return nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -213,9 +212,7 @@ func (n *Node) readIndexRound(ctx context.Context) error {
 		binary.BigEndian.PutUint64(rctx[:], n.reads.nextID)
 		start, term, led := n.reads.now(), n.term.Load(), n.leader.Load() == n.cfg.ID
 		n.reads.rounds.Add(1)
-		if err := n.raft.ReadIndex(ctx, rctx[:]); err != nil {
-			return fmt.Errorf("read index: %w", err)
-		}
+		n.inbox.post(op{kind: opReadIndex, data: rctx[:]})
 		timer := time.NewTimer(retry)
 	wait:
 		for {
