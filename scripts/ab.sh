@@ -43,19 +43,21 @@ run() { # $1: setting index, $2: setting; prints requests per second
 			>"$work/s$1-$i.log" 2>&1 &
 		pids+=($!)
 	done
-	local leader="" try
-	for try in $(seq 1 40); do
-		leader=$(redis-cli -p $((base + 1)) cluster nodes 2>/dev/null | awk '/master/ {split($2, a, "[:@]"); print a[2]}' || true)
-		[ -n "$leader" ] && break
+	# The raft leader is the node whose INFO says role:master; measure only once a write has gone
+	# through it, or the run starts with a stall of up to two election timeouts.
+	local leader="" try p
+	for try in $(seq 1 80); do
+		for i in $(seq 1 "$replicas"); do
+			p=$((base + i))
+			if [[ "$(redis-cli -p "$p" info replication 2>/dev/null)" == *role:master* ]] &&
+				[ "$(redis-cli -p "$p" set ab:ready 1 2>/dev/null)" = OK ]; then
+				leader=$p
+				break 2
+			fi
+		done
 		sleep 0.25
 	done
 	[ -n "$leader" ] || { echo "no leader for setting $1 (logs in $work)" >&2; exit 1; }
-	# CLUSTER NODES names a master before the first election is over: measure only once a write
-	# has gone through, or the run starts with a stall of up to two election timeouts.
-	for try in $(seq 1 80); do
-		[ "$(redis-cli -p "$leader" set ab:ready 1 2>/dev/null)" = OK ] && break
-		sleep 0.25
-	done
 	redis-benchmark -p "$leader" -t "$test" -c "$clients" -n "$requests" -r 100000 -d 32 -q 2>&1 |
 		tr '\r' '\n' | awk '/per second/ {print $2; exit}'
 	stop

@@ -22,6 +22,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 
 	"github.com/shoal-kv/shoal/internal/snap"
 	"github.com/shoal-kv/shoal/internal/transport"
@@ -121,6 +122,10 @@ type Node struct {
 	raft    *raft.RawNode // the raft state: the raft loop's alone (see inbox)
 	inbox   *inbox
 	spare   []op // the inbox's other buffer (raft loop only)
+	// waiting holds, per follower, when (reads clock) it last forwarded a proposal or a read
+	// index request: such a follower waits for commits and is sent every commit notice (see
+	// commitOnly). Raft loop only.
+	waiting map[uint64]int64
 	storage *storage
 	wal     *wal.WAL
 	snaps   *snap.Snapshotter
@@ -167,6 +172,7 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("raft", cfg.ID), sm: sm, stopped: make(chan struct{})}
 	n.inbox = newInbox(n.stopped)
+	n.waiting = make(map[uint64]int64, len(cfg.Peers))
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("raftnode: data dir: %w", err)
 	}
@@ -416,6 +422,9 @@ func (n *Node) takeInbox() {
 		o := &ops[i]
 		switch o.kind {
 		case opStep:
+			if t := o.msg.Type; t == raftpb.MsgProp || t == raftpb.MsgReadIndex {
+				n.waiting[o.msg.From] = n.reads.now()
+			}
 			if err := n.raft.Step(o.msg); err != nil {
 				n.log.Debug("step", "type", o.msg.Type, "from", o.msg.From, "err", err)
 			}
@@ -461,7 +470,12 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		later = make([]raftpb.Message, 0, 4)
 		for _, m := range rd.Messages {
 			switch m.Type {
-			case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:
+			case raftpb.MsgApp:
+				if len(m.Entries) == 0 && n.commitOnly(m) {
+					continue
+				}
+				early = append(early, m)
+			case raftpb.MsgHeartbeat, raftpb.MsgSnap:
 				early = append(early, m)
 			default:
 				later = append(later, m)
@@ -534,6 +548,36 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	n.maybeSnapshot()
 	n.raft.Advance(rd)
 	return nil
+}
+
+// commitOnly reports whether an entry-less append from the leader does nothing but tell a
+// follower that has acknowledged the whole log, and waits for no commit, about a newer commit
+// index. raft sends one to every follower each time the commit index moves: with a batch per
+// round, that doubled the messages per write (the append, its response, the commit notice and
+// its response). Dropping the notice is safe, as raft tolerates any lost message; it is also
+// live, because the follower has every entry and nothing is in flight to it, so no progress
+// waits on the notice. The follower learns the commit from the next append or heartbeat instead
+// (within one heartbeat interval), which only delays when its replica applies. So notices still
+// go to a follower that recently forwarded a proposal or a read index request (its clients wait
+// for its apply), and probes and the throttled appends raft sends to unstick replication go out:
+// those followers have not acknowledged everything.
+func (n *Node) commitOnly(m raftpb.Message) bool {
+	if t, ok := n.waiting[m.To]; ok && n.reads.now()-t < int64(n.waitingFor()) {
+		return false
+	}
+	ok := false
+	n.raft.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+		if id == m.To {
+			ok = pr.State == tracker.StateReplicate && pr.Match == m.Index && pr.Next == m.Index+1
+		}
+	})
+	return ok
+}
+
+// waitingFor is how long after its last forwarded proposal or read index request a follower
+// counts as waiting for commits: one election timeout, ten heartbeats.
+func (n *Node) waitingFor() time.Duration {
+	return time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
 }
 
 func (n *Node) apply(ents []raftpb.Entry) error {

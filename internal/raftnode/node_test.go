@@ -66,6 +66,8 @@ type testCluster struct {
 	peers map[uint64]string
 	nodes map[uint64]*Node
 	sms   map[uint64]*listSM
+	// configure, when set, adjusts every node's configuration before it starts.
+	configure func(*Config)
 }
 
 func freeAddr(t *testing.T) string {
@@ -76,8 +78,11 @@ func freeAddr(t *testing.T) string {
 	return a
 }
 
-func newTestCluster(t *testing.T, n int) *testCluster {
+func newTestCluster(t *testing.T, n int, configure ...func(*Config)) *testCluster {
 	c := &testCluster{t: t, dir: t.TempDir(), peers: map[uint64]string{}, nodes: map[uint64]*Node{}, sms: map[uint64]*listSM{}}
+	if len(configure) > 0 {
+		c.configure = configure[0]
+	}
 	for i := 1; i <= n; i++ {
 		c.peers[uint64(i)] = freeAddr(t)
 	}
@@ -95,8 +100,12 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 func (c *testCluster) start(id uint64) {
 	sm := &listSM{}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	n, err := New(Config{ID: id, Peers: c.peers, Dir: filepath.Join(c.dir, fmt.Sprint(id)),
-		TickInterval: 20 * time.Millisecond, SnapshotEntries: 100, CatchUpEntries: 20, Logger: logger}, sm)
+	cfg := Config{ID: id, Peers: c.peers, Dir: filepath.Join(c.dir, fmt.Sprint(id)),
+		TickInterval: 20 * time.Millisecond, SnapshotEntries: 100, CatchUpEntries: 20, Logger: logger}
+	if c.configure != nil {
+		c.configure(&cfg)
+	}
+	n, err := New(cfg, sm)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -209,5 +218,39 @@ func TestReadBarrierWithoutQuorumTimesOut(t *testing.T) {
 	defer rcancel()
 	if err := c.nodes[1].ReadBarrier(rctx); err == nil {
 		t.Fatal("read barrier succeeded without a quorum")
+	}
+}
+
+// The leader drops commit notices to followers that wait for nothing (commitOnly), but a
+// follower whose own proposals raft forwarded must still learn each commit at once, not from the
+// next heartbeat: with heartbeats half a second apart, twenty writes through a follower would
+// take seconds.
+func TestForwardedProposalsApplyWithoutWaitingForHeartbeats(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.HeartbeatTicks, cfg.ElectionTicks = 25, 50 })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c.propose(ctx, 1, "warm")
+	var follower uint64
+	for follower == 0 {
+		if lead := c.nodes[1].Leader(); lead != 0 {
+			follower = lead%3 + 1
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	for i := range 20 {
+		n0 := len(c.sms[follower].snapshotOf())
+		if err := c.nodes[follower].Propose(ctx, []byte(fmt.Sprint("f", i))); err != nil {
+			t.Fatal(err)
+		}
+		for len(c.sms[follower].snapshotOf()) == n0 {
+			if ctx.Err() != nil {
+				t.Fatal("forwarded proposal never applied on its follower")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if took := time.Since(start); took > 2500*time.Millisecond {
+		t.Fatalf("20 forwarded proposals took %v: the follower waited for heartbeats to learn commits", took)
 	}
 }
