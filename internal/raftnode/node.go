@@ -116,12 +116,12 @@ var ErrStopped = errors.New("raftnode: stopped")
 
 // Node is one running raft replica.
 type Node struct {
-	cfg     Config
-	log     *slog.Logger
-	sm      StateMachine
-	raft    *raft.RawNode // the raft state: the raft loop's alone (see inbox)
-	inbox   *inbox
-	spare   []op // the inbox's other buffer (raft loop only)
+	cfg   Config
+	log   *slog.Logger
+	sm    StateMachine
+	raft  *raft.RawNode // the raft state: the raft loop's alone (see inbox)
+	inbox *inbox
+	spare []op // the inbox's other buffer (raft loop only)
 	// waiting holds, per follower, when (reads clock) it last forwarded a proposal or a read
 	// index request: such a follower waits for commits and is sent every commit notice (see
 	// commitOnly). Raft loop only.
