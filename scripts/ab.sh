@@ -9,6 +9,10 @@
 #
 # A SETTING is a shoal binary followed by server flags, quoted as one argument, e.g.
 #   scripts/ab.sh -r 5 "/tmp/old/shoal" "/tmp/new/shoal" "/tmp/new/shoal --propose-window 0"
+# or a reference measured the same way: `redis` (one redis-server, no persistence) or the path
+# of a respnull binary (go build -o /tmp/respnull ./internal/bench/respnull: a Go RESP server
+# that does no work, the ceiling of a goroutine-per-connection server on this machine), e.g.
+#   scripts/ab.sh -r 5 -t get -c 50 redis /tmp/respnull ./shoal
 set -euo pipefail
 
 rounds=3 replicas=3 test=set clients=32 requests=60000
@@ -19,7 +23,7 @@ while getopts "r:n:t:c:N:" o; do
 	esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 1 ] || { sed -n 2,11p "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n 2,15p "$0"; exit 2; }
 command -v redis-benchmark >/dev/null || { echo "redis-benchmark missing: run scripts/install-bench-deps.sh" >&2; exit 1; }
 
 work=$(mktemp -d)
@@ -33,11 +37,25 @@ trap 'stop; rm -rf "$work"' EXIT
 
 # Ports: a random base in 20000-39999, client ports base+i, peer ports base+100+i.
 run() { # $1: setting index, $2: setting; prints requests per second
-	local base=$((20000 + RANDOM % 20000)) peers="" i
+	local base=$((20000 + RANDOM % 20000)) peers="" i try
 	for i in $(seq 1 "$replicas"); do
 		peers+="${peers:+,}$i=127.0.0.1:$((base + i))/127.0.0.1:$((base + 100 + i))"
 	done
 	read -r -a cmd <<<"$2"
+	if [ "${cmd[0]}" = redis ] || [ "$(basename "${cmd[0]}")" = respnull ]; then
+		if [ "${cmd[0]}" = redis ]; then
+			redis-server --port $((base + 1)) --bind 127.0.0.1 --save '' --appendonly no >"$work/s$1.log" 2>&1 &
+		else
+			"${cmd[0]}" --addr 127.0.0.1:$((base + 1)) >"$work/s$1.log" 2>&1 &
+		fi
+		pids+=($!)
+		for try in $(seq 1 40); do
+			[ "$(redis-cli -p $((base + 1)) ping 2>/dev/null)" != "" ] && break
+			sleep 0.25
+		done
+		bench $((base + 1))
+		return
+	fi
 	for i in $(seq 1 "$replicas"); do
 		"${cmd[0]}" server --id "$i" --group 1 --dir "$work/s$1-$i" --peers "$peers" "${cmd[@]:1}" \
 			>"$work/s$1-$i.log" 2>&1 &
@@ -45,7 +63,7 @@ run() { # $1: setting index, $2: setting; prints requests per second
 	done
 	# The raft leader is the node whose INFO says role:master; measure only once a write has gone
 	# through it, or the run starts with a stall of up to two election timeouts.
-	local leader="" try p
+	local leader="" p
 	for try in $(seq 1 80); do
 		for i in $(seq 1 "$replicas"); do
 			p=$((base + i))
@@ -58,10 +76,14 @@ run() { # $1: setting index, $2: setting; prints requests per second
 		sleep 0.25
 	done
 	[ -n "$leader" ] || { echo "no leader for setting $1 (logs in $work)" >&2; exit 1; }
-	redis-benchmark -p "$leader" -t "$test" -c "$clients" -n "$requests" -r 100000 -d 32 -q 2>&1 |
+	bench "$leader"
+	rm -rf "$work"/s"$1"-*
+}
+
+bench() { # $1: port; prints requests per second and stops the setting's processes
+	redis-benchmark -p "$1" -t "$test" -c "$clients" -n "$requests" -r 100000 -d 32 -q 2>&1 |
 		tr '\r' '\n' | awk '/per second/ {print $2; exit}'
 	stop
-	rm -rf "$work"/s"$1"-*
 }
 
 declare -A got
