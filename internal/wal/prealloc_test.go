@@ -2,6 +2,7 @@ package wal
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"os"
 	"testing"
@@ -133,4 +134,107 @@ func segEnd(t *testing.T, path string) int64 {
 		t.Fatal(err)
 	}
 	return res.end
+}
+
+// lostPageSetup writes entries 1..5 in synced Saves, then one more Save of entries 6..13 large
+// enough to span several pages of a preallocated segment, and returns the segment, the offset
+// where the last Save began, and the offset where it ended.
+func lostPageSetup(t *testing.T, dir string, opts Options) (seg string, from, to int64) {
+	t.Helper()
+	w, _ := reopen(t, dir, opts)
+	for i := uint64(1); i <= 5; i++ {
+		mustSave(t, w, raftpb.HardState{Term: 1, Commit: i}, ents(i, i, 1))
+	}
+	from = w.off
+	var last []raftpb.Entry
+	for i := uint64(6); i <= 13; i++ {
+		last = append(last, raftpb.Entry{Index: i, Term: 1, Data: bytes.Repeat([]byte{byte(i)}, 1500)})
+	}
+	mustSave(t, w, raftpb.HardState{Term: 1, Commit: 13}, last)
+	to = w.off
+	w.Close()
+	return segFiles(t, dir)[0], from, to
+}
+
+// A crash during the last Save can keep a later page of it and lose an earlier one (pages reach
+// the disk in any order until fdatasync returns): the lost page reads as the zeros written
+// ahead. Nothing of that Save was acknowledged, so the log is cut where the hole starts and the
+// node comes back with every acknowledged entry, instead of refusing to start.
+func TestLostPageInLastWriteIsTorn(t *testing.T) {
+	for _, hole := range []struct {
+		name string
+		at   func(from, to int64) int64
+	}{
+		{"page in the middle", func(from, to int64) int64 { return (from/4096 + 1) * 4096 }},
+		{"page holding a header", func(from, to int64) int64 { return from / sectorSize * sectorSize }},
+	} {
+		t.Run(hole.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var logged bytes.Buffer
+			opts := Options{Preallocate: 64 << 10, Logger: slog.New(slog.NewTextHandler(&logged, nil))}
+			seg, from, to := lostPageSetup(t, dir, opts)
+			at := hole.at(from, to)
+			if at < from-sectorSize || at+4096 >= to {
+				t.Fatalf("hole %d not inside the last write [%d, %d)", at, from, to)
+			}
+			b, err := os.ReadFile(seg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if at < from { // keep the synced records before the last write intact
+				copy(b[from:at+sectorSize], make([]byte, at+sectorSize-from))
+			} else {
+				copy(b[at:at+4096], make([]byte, 4096))
+			}
+			if err := os.WriteFile(seg, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			w, st := reopen(t, dir, opts)
+			defer w.Close()
+			if n := len(st.Entries); n < 5 || n >= 13 {
+				t.Fatalf("recovered %d entries, want the 5 acknowledged ones and none past the hole", n)
+			}
+			checkEnts(t, st.Entries[:5], ents(1, 5, 1))
+			if !bytes.Contains(logged.Bytes(), []byte("torn")) {
+				t.Fatalf("no torn-tail repair logged: %s", logged.String())
+			}
+			// The log goes on from the cut, and a second restart agrees.
+			next := st.Entries[len(st.Entries)-1].Index + 1
+			mustSave(t, w, raftpb.HardState{Term: 2, Commit: next}, ents(next, next, 2))
+			w.Close()
+			w2, st2 := reopen(t, dir, opts)
+			defer w2.Close()
+			if got := st2.Entries[len(st2.Entries)-1]; got.Index != next || got.Term != 2 {
+				t.Fatalf("after the repair the log ends at %d/%d, want %d/2", got.Index, got.Term, next)
+			}
+		})
+	}
+}
+
+// The same hole in a segment that is not the last one is damage to data that was synced before
+// the next segment was created: an error, never a silent cut.
+func TestLostPageInEarlierSegmentIsCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Preallocate: 64 << 10}
+	seg, from, _ := lostPageSetup(t, dir, opts)
+	w, _ := reopen(t, dir, opts)
+	if err := w.cut(w.lastIndex + 1); err != nil { // a newer segment follows
+		t.Fatal(err)
+	}
+	mustSave(t, w, raftpb.HardState{Term: 1, Commit: 14}, ents(14, 14, 1))
+	w.Close()
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := (from/4096 + 1) * 4096
+	copy(b[at:at+4096], make([]byte, 4096))
+	if err := os.WriteFile(seg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenWithOptions(dir, opts)
+	var ce *CorruptError
+	if !errors.As(err, &ce) || ce.File != seg {
+		t.Fatalf("want *CorruptError in %s, got %v", seg, err)
+	}
 }

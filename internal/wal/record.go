@@ -14,8 +14,9 @@ import (
 )
 
 var (
-	errChecksum  = errors.New("checksum mismatch")
-	errTruncated = errors.New("truncated record header")
+	errChecksum   = errors.New("checksum mismatch")
+	errTruncated  = errors.New("truncated record header")
+	errZeroHeader = errors.New("zero record header before data")
 )
 
 // marshaler is the part of the gogoproto generated API used to encode straight
@@ -176,6 +177,12 @@ func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (sca
 			if zero {
 				return scanResult{end: off, size: size}, nil
 			}
+			// Data after a header that never reached the disk: a crash during the last write
+			// persisted a later page of it but not this one (see tornWrite).
+			if last {
+				return torn(off)
+			}
+			return corrupt(off, errZeroHeader)
 		}
 		n := int64(binary.LittleEndian.Uint32(hdr[0:4]))
 		typ := hdr[4]
@@ -198,6 +205,11 @@ func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (sca
 		}
 		if bad != nil {
 			if last {
+				if t, err := tornWrite(f, off, headerSize+n, size); err != nil {
+					return readErr(err)
+				} else if t {
+					return torn(off)
+				}
 				zero, err := restIsZero(br)
 				if err != nil {
 					return readErr(err)
@@ -216,6 +228,42 @@ func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (sca
 	return scanResult{end: off, size: size}, nil
 }
 
+// sectorSize is the unit a disk writes atomically, at least: a write interrupted by a crash
+// leaves each sector either all new or all old.
+const sectorSize = 512
+
+// tornWrite reports whether the damaged record at off (length bytes, header included) in a
+// segment of size bytes overlaps a sector that is all zeros. In the last segment that is the
+// mark of a write cut short by a crash: the segment's space past the log is zeros (written
+// ahead, or a file extended before its data landed), and the pages of one write reach the disk
+// in any order until fdatasync returns, so a crash can keep a later page of the last write and
+// lose an earlier one. Nothing from that write was acknowledged; everything after the hole came
+// from it or from writes after it, none synced. A bad checksum without such a hole is damage to
+// synced data, and stays an error. (etcd's WAL decides torn writes the same way.)
+func tornWrite(f *os.File, off, length, size int64) (bool, error) {
+	end := min(off+length, size)
+	buf := make([]byte, sectorSize)
+	for s := off / sectorSize * sectorSize; s < end; s += sectorSize {
+		n, err := f.ReadAt(buf, s)
+		if err != nil && err != io.EOF {
+			return false, err
+		}
+		if n > 0 && allZero(buf[:n]) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // restIsZero reports whether everything left in r is zero bytes: then a bad
 // record before it is the torn end of the last write rather than damage in
 // the middle of acknowledged data.
@@ -223,10 +271,8 @@ func restIsZero(r io.Reader) (bool, error) {
 	var chunk [32 << 10]byte
 	for {
 		n, err := r.Read(chunk[:])
-		for _, b := range chunk[:n] {
-			if b != 0 {
-				return false, nil
-			}
+		if !allZero(chunk[:n]) {
+			return false, nil
 		}
 		if err == io.EOF {
 			return true, nil

@@ -25,15 +25,17 @@
 // # Recovery
 //
 // Open replays every segment. A damaged record at the end of the last segment
-// (a short header, a record running past end of file, or a bad record followed
+// (a short header, a record running past end of file, a bad record followed
 // only by zero bytes, as a crash in the middle of a write or a filesystem that
-// extended the file before writing its data can leave) is a torn tail: it is
-// logged, truncated away, and writing resumes there. Such a record was never
-// acknowledged as durable, because Save only returns after the data is
-// written and, when asked, fdatasync'ed. Any other damage (a bad checksum
-// with valid data after it, or anything wrong in an earlier segment, which was
-// fsynced before the next segment was created) is a *CorruptError: losing
-// acknowledged data silently would break raft's safety.
+// extended the file before writing its data can leave, or a bad record with a
+// zeroed sector in it, or a zero header, with data after: a crash that kept a
+// later page of the last write and lost an earlier one) is a torn tail: it and
+// everything after it are logged, truncated away, and writing resumes there.
+// Such records were never acknowledged as durable, because Save only returns
+// after the data is written and, when asked, fdatasync'ed. Any other damage (a
+// bad checksum without a zeroed sector, or anything wrong in an earlier
+// segment, which was fsynced before the next segment was created) is a
+// *CorruptError: losing acknowledged data silently would break raft's safety.
 //
 // # Replay semantics
 //
