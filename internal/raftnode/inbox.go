@@ -34,6 +34,7 @@ type op struct {
 	id     uint64
 	failed bool
 	done   chan error
+	ctx    context.Context // the proposer's: a proposal whose caller gave up is not made
 }
 
 // maxInboxSteps bounds the peer messages queued for the loop: a transport reader that finds
@@ -99,7 +100,7 @@ func (in *inbox) step(ctx context.Context, m raftpb.Message) error {
 // leader, or dropped), not for its commit.
 func (in *inbox) propose(ctx context.Context, data []byte) error {
 	done := make(chan error, 1)
-	in.post(op{kind: opPropose, data: data, done: done})
+	in.post(op{kind: opPropose, data: data, done: done, ctx: ctx})
 	select {
 	case err := <-done:
 		return err

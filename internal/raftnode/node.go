@@ -223,6 +223,10 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 		}
 	}
 	if !raft.IsEmptyHardState(st.HardState) {
+		// raft reports a HardState only when it changes: publish the restored one now, or Status
+		// and INFO would show term 0 until the next election or commit.
+		n.term.Store(st.HardState.Term)
+		n.commit.Store(st.HardState.Commit)
 		if err := n.storage.SetHardState(st.HardState); err != nil {
 			return nil, fmt.Errorf("raftnode: %w", err)
 		}
@@ -392,6 +396,16 @@ func (n *Node) run(ctx context.Context) {
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
 	for {
+		// Before the first wait too: a restarted node may have committed entries to apply.
+		for n.raft.HasReady() {
+			if err := n.handleReady(n.raft.Ready()); err != nil {
+				// A failed fsync means we cannot promise durability for what we would ack: stop
+				// rather than acknowledge writes that may be lost (the fsyncgate lesson).
+				n.log.Error("raft ready handling failed; stopping node", "err", err)
+				n.failure.Store(&err)
+				return
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -402,15 +416,6 @@ func (n *Node) run(ctx context.Context) {
 			n.finishSnapshot(res)
 		case <-n.inbox.wake:
 			n.takeInbox()
-		}
-		for n.raft.HasReady() {
-			if err := n.handleReady(n.raft.Ready()); err != nil {
-				// A failed fsync means we cannot promise durability for what we would ack: stop
-				// rather than acknowledge writes that may be lost (the fsyncgate lesson).
-				n.log.Error("raft ready handling failed; stopping node", "err", err)
-				n.failure.Store(&err)
-				return
-			}
 		}
 	}
 }
@@ -429,6 +434,10 @@ func (n *Node) takeInbox() {
 				n.log.Debug("step", "type", o.msg.Type, "from", o.msg.From, "err", err)
 			}
 		case opPropose:
+			if err := o.ctx.Err(); err != nil {
+				o.done <- err // its caller is gone: not proposing it keeps the outcome unambiguous
+				continue
+			}
 			o.done <- n.raft.Propose(o.data)
 		case opReadIndex:
 			n.raft.ReadIndex(o.data)
@@ -444,7 +453,8 @@ func (n *Node) takeInbox() {
 			n.raft.TransferLeader(o.id)
 		}
 	}
-	n.spare = ops
+	clear(ops) // drop the messages (a MsgSnap carries a whole snapshot) before the next wake-up
+	n.spare = ops[:0]
 }
 
 func (n *Node) handleReady(rd raft.Ready) error {

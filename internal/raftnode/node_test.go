@@ -254,3 +254,23 @@ func TestForwardedProposalsApplyWithoutWaitingForHeartbeats(t *testing.T) {
 		t.Fatalf("20 forwarded proposals took %v: the follower waited for heartbeats to learn commits", took)
 	}
 }
+
+// A restarted node reports the term and commit index it recovered, before raft has any reason
+// to report a new HardState.
+func TestStatusAfterRestart(t *testing.T) {
+	c := newTestCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.propose(ctx, 1, "x")
+	c.waitLen(ctx, 2, 1)
+	before := c.nodes[2].Status()
+	if before.Term == 0 || before.Commit == 0 {
+		t.Fatalf("status before restart: %+v", before)
+	}
+	c.stop(2)
+	c.start(2)
+	if got := c.nodes[2].Status(); got.Term < before.Term || got.Commit == 0 {
+		t.Fatalf("restarted node reports term %d commit %d, had term %d commit %d",
+			got.Term, got.Commit, before.Term, before.Commit)
+	}
+}
