@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/shoal-kv/shoal/internal/harness"
+	"github.com/shoal-kv/shoal/internal/freeport"
 	"github.com/shoal-kv/shoal/internal/node"
 	"github.com/shoal-kv/shoal/internal/resp"
 )
@@ -34,12 +34,13 @@ func startCluster(n int) (*cluster, error) {
 		return nil, err
 	}
 	c := &cluster{dir: dir, members: map[uint64]node.Member{}, nodes: map[uint64]*node.Node{}}
+	var pk freeport.Picker
 	for i := 1; i <= n; i++ {
-		cp, err := harness.FreePort()
+		cp, err := pk.Port()
 		if err != nil {
 			return nil, err
 		}
-		pp, err := harness.FreePort()
+		pp, err := pk.Port()
 		if err != nil {
 			return nil, err
 		}

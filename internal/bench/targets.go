@@ -78,6 +78,7 @@ type Env struct {
 	Targets []*Target
 	procs   *Procs
 	shoals  []*harness.Cluster
+	ports   freeport.Picker // every peer's ports, so no two are handed the same
 }
 
 // Stop stops every process the Env started, by pid. It is safe to call more than once.
@@ -168,7 +169,7 @@ func redisArgs(port int, dir string, extra ...string) []string {
 }
 
 func (e *Env) startRedis(ctx context.Context) (*Target, error) {
-	port, err := freeport.PortWith(0)
+	port, err := e.ports.PortWith(0)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +193,7 @@ func (e *Env) startRedisCluster(ctx context.Context) (*Target, error) {
 	t := &Target{Name: TRedisCluster, Desc: "Redis Cluster, 3 masters, no replicas, no persistence", Proto: ProtoRESP,
 		Cluster: true, Copies: 1}
 	for i := range 3 {
-		port, err := freeport.PortWith(10000) // the cluster bus listens 10000 above
+		port, err := e.ports.PortWith(10000) // the cluster bus listens 10000 above
 		if err != nil {
 			return nil, err
 		}
@@ -243,11 +244,11 @@ func (e *Env) startEtcd(ctx context.Context) (*Target, error) {
 	ms := make([]member, 3)
 	var initial []string
 	for i := range ms {
-		c, err := freeport.PortWith(0)
+		c, err := e.ports.PortWith(0)
 		if err != nil {
 			return nil, err
 		}
-		p, err := freeport.PortWith(0)
+		p, err := e.ports.PortWith(0)
 		if err != nil {
 			return nil, err
 		}

@@ -33,8 +33,13 @@ type testCluster struct {
 	auto     time.Duration
 }
 
-func freeAddr(t *testing.T) string {
-	a, err := freeport.Addr()
+// freeAddr returns a free 127.0.0.1 address; pass one Picker for all the addresses of a cluster
+// so that none repeats (nil: a single address).
+func freeAddr(t testing.TB, pk *freeport.Picker) string {
+	if pk == nil {
+		pk = new(freeport.Picker)
+	}
+	a, err := pk.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,8 +53,9 @@ func newTestCluster(t *testing.T, auto time.Duration) *testCluster {
 	for attempt := 0; ; attempt++ {
 		c := &testCluster{t: t, dir: t.TempDir(), peers: map[uint64]string{}, addrs: map[uint64]string{},
 			replicas: map[uint64]*testReplica{}, auto: auto}
+		var pk freeport.Picker
 		for id := uint64(1); id <= 3; id++ {
-			c.peers[id], c.addrs[id] = freeAddr(t), freeAddr(t)
+			c.peers[id], c.addrs[id] = freeAddr(t, &pk), freeAddr(t, &pk)
 		}
 		var err error
 		for id := uint64(1); id <= 3 && err == nil; id++ {

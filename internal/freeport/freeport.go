@@ -5,7 +5,8 @@
 // parallel tests: the port comes from the ephemeral range, so any outgoing connection in any
 // process on the machine may take it as its local port before the member binds it. Ports are
 // therefore drawn at random from outside the ephemeral range, where the kernel never hands
-// them out on its own; only another picker drawing the same port in the same instant collides.
+// them out on its own, and never twice by one Picker (a cluster names all its ports before any
+// member listens); only another picker drawing the same port in the same instant collides.
 package freeport
 
 import (
@@ -15,20 +16,58 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 )
+
+// Picker hands out ports, never the same one twice: give one to everything that picks the ports
+// of one cluster. The zero value is ready to use; it is safe for concurrent use.
+type Picker struct {
+	mu    sync.Mutex
+	given map[int]bool
+}
+
+// claim records p (and p+offset) as handed out, reporting false if either already was.
+func (pk *Picker) claim(p, offset int) bool {
+	pk.mu.Lock()
+	defer pk.mu.Unlock()
+	if pk.given == nil {
+		pk.given = map[int]bool{}
+	}
+	if pk.given[p] || (offset != 0 && pk.given[p+offset]) {
+		return false
+	}
+	pk.given[p] = true
+	if offset != 0 {
+		pk.given[p+offset] = true
+	}
+	return true
+}
 
 // lowest is the smallest port handed out: below it sit well-known and commonly configured ports.
 const lowest = 10000
 
 // Port returns a port on 127.0.0.1 that was free a moment ago and lies outside the kernel's
-// ephemeral range.
+// ephemeral range, for a single use (a Picker avoids repeats across several).
 func Port() (int, error) {
-	return PortWith(0)
+	var pk Picker
+	return pk.PortWith(0)
+}
+
+// Addr returns "127.0.0.1:<port>" for a port from Port.
+func Addr() (string, error) {
+	var pk Picker
+	return pk.Addr()
+}
+
+// Port returns a port as the package's Port does, never one this Picker handed out before.
+func (pk *Picker) Port() (int, error) {
+	return pk.PortWith(0)
 }
 
 // PortWith returns a free port p such that p+offset is free too (Redis Cluster's bus listens
-// 10000 above its client port); offset 0 checks p alone.
-func PortWith(offset int) (int, error) {
+// 10000 above its client port), both outside the ephemeral range and not handed out by this
+// Picker before; offset 0 checks p alone.
+func (pk *Picker) PortWith(offset int) (int, error) {
 	lo, hi := ephemeralRange()
 	var ranges [][2]int // candidate [from, to] ranges outside the ephemeral one
 	if lo-1 >= lowest {
@@ -63,8 +102,14 @@ func PortWith(offset int) (int, error) {
 			p = l.Addr().(*net.TCPAddr).Port
 			l.Close()
 		}
+		if q := p + offset; total > 0 && offset != 0 && q >= lo && q <= hi {
+			continue
+		}
 		if err := tryPorts(p, offset); err != nil {
 			lastErr = err
+			continue
+		}
+		if !pk.claim(p, offset) {
 			continue
 		}
 		return p, nil
@@ -72,9 +117,9 @@ func PortWith(offset int) (int, error) {
 	return 0, fmt.Errorf("free port: no free port found: %w", lastErr)
 }
 
-// Addr returns "127.0.0.1:<port>" for a port from Port.
-func Addr() (string, error) {
-	p, err := Port()
+// Addr returns "127.0.0.1:<port>" for a port from the Picker's Port.
+func (pk *Picker) Addr() (string, error) {
+	p, err := pk.Port()
 	if err != nil {
 		return "", err
 	}

@@ -28,7 +28,8 @@ func TestPortOutsideEphemeralRange(t *testing.T) {
 }
 
 func TestPortWithOffsetLeavesBothFree(t *testing.T) {
-	p, err := PortWith(10000)
+	var pk Picker
+	p, err := pk.PortWith(10000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,6 +70,36 @@ func TestPortSkipsTakenPorts(t *testing.T) {
 		}
 		if held[p] {
 			t.Fatalf("port %d handed out while held", p)
+		}
+	}
+}
+
+// A Picker never hands out the same port twice, even once the first holder has closed it.
+func TestPickerNeverRepeats(t *testing.T) {
+	var pk Picker
+	seen := map[int]bool{}
+	for range 500 {
+		p, err := pk.Port()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[p] {
+			t.Fatalf("port %d handed out twice", p)
+		}
+		seen[p] = true
+	}
+}
+
+func TestPortWithOffsetOutsideEphemeral(t *testing.T) {
+	lo, hi := ephemeralRange()
+	var pk Picker
+	for range 20 {
+		p, err := pk.PortWith(10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q := p + 10000; q >= lo && q <= hi {
+			t.Fatalf("offset port %d inside the ephemeral range %d-%d", q, lo, hi)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shoal-kv/shoal/internal/controller"
+	"github.com/shoal-kv/shoal/internal/freeport"
 	"github.com/shoal-kv/shoal/internal/node"
 )
 
@@ -37,13 +38,14 @@ func NewCluster(opts ClusterOptions) (*Cluster, error) {
 		return nil, errors.New("harness: groups, replicas and controllers must be >= 1")
 	}
 	next := opts.BasePort
+	pk := new(freeport.Picker)
 	port := func() (int, int, error) {
 		if opts.BasePort == 0 {
-			cp, err := FreePort()
+			cp, err := pk.Port()
 			if err != nil {
 				return 0, 0, err
 			}
-			pp, err := FreePort()
+			pp, err := pk.Port()
 			return cp, pp, err
 		}
 		p := next
@@ -75,7 +77,7 @@ func NewCluster(opts ClusterOptions) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Dir: opts.Dir, procs: make(map[uint64]*proc)}
+	c := &Cluster{Dir: opts.Dir, procs: make(map[uint64]*proc), ports: pk}
 	var ctlAddrs []string
 	for id := uint64(1); id <= uint64(opts.Controllers); id++ {
 		ctlAddrs = append(ctlAddrs, ctl[id].ClientAddr)

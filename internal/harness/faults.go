@@ -11,7 +11,7 @@ import (
 // usePrivatePeers gives every node a private peer listen address (a free port) in its argv.
 func (c *Cluster) usePrivatePeers() error {
 	for i := range c.Specs {
-		p, err := FreePort()
+		p, err := c.ports.Port()
 		if err != nil {
 			return err
 		}

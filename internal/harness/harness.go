@@ -51,6 +51,8 @@ type Cluster struct {
 	mu    sync.Mutex
 	Specs []NodeSpec
 	procs map[uint64]*proc
+	// ports picked the cluster's ports; fault tools pick theirs from it too, so none repeats.
+	ports *freeport.Picker
 	// Access is how the harness itself reaches the processes (TLS, AUTH); set it before use
 	// when their argv enables either.
 	Access Access
@@ -78,6 +80,7 @@ func NewGroup(opts Options) (*Cluster, error) {
 		return nil, errors.New("harness: replicas must be >= 1")
 	}
 	members := make(map[uint64]node.Member, opts.Replicas)
+	pk := new(freeport.Picker)
 	for i := range opts.Replicas {
 		var cp, pp int
 		var err error
@@ -89,17 +92,17 @@ func NewGroup(opts Options) (*Cluster, error) {
 				pp = opts.PeerPorts[i]
 			}
 		default:
-			if cp, err = FreePort(); err != nil {
+			if cp, err = pk.Port(); err != nil {
 				return nil, err
 			}
-			if pp, err = FreePort(); err != nil {
+			if pp, err = pk.Port(); err != nil {
 				return nil, err
 			}
 		}
 		members[uint64(i+1)] = node.Member{ClientAddr: "127.0.0.1:" + strconv.Itoa(cp), PeerAddr: "127.0.0.1:" + strconv.Itoa(pp)}
 	}
 	peers := node.FormatMembers(members)
-	c := &Cluster{Dir: opts.Dir, procs: make(map[uint64]*proc)}
+	c := &Cluster{Dir: opts.Dir, procs: make(map[uint64]*proc), ports: pk}
 	for i := range opts.Replicas {
 		id := uint64(i + 1)
 		ndir := filepath.Join(opts.Dir, fmt.Sprintf("node%d", id))
@@ -123,12 +126,7 @@ func Load(dir string) (*Cluster, error) {
 	if err := json.Unmarshal(b, &nf); err != nil {
 		return nil, fmt.Errorf("%s/nodes.json: %w", dir, err)
 	}
-	return &Cluster{Dir: dir, Specs: nf.Nodes, procs: make(map[uint64]*proc)}, nil
-}
-
-// FreePort returns a free TCP port on 127.0.0.1 outside the ephemeral range (see freeport).
-func FreePort() (int, error) {
-	return freeport.Port()
+	return &Cluster{Dir: dir, Specs: nf.Nodes, procs: make(map[uint64]*proc), ports: new(freeport.Picker)}, nil
 }
 
 // StartAll starts every node and records them in nodes.json.

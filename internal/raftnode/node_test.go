@@ -70,8 +70,13 @@ type testCluster struct {
 	configure func(*Config)
 }
 
-func freeAddr(t *testing.T) string {
-	a, err := freeport.Addr()
+// freeAddr returns a free 127.0.0.1 address; pass one Picker for all the addresses of a cluster
+// so that none repeats (nil: a single address).
+func freeAddr(t testing.TB, pk *freeport.Picker) string {
+	if pk == nil {
+		pk = new(freeport.Picker)
+	}
+	a, err := pk.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +88,9 @@ func newTestCluster(t *testing.T, n int, configure ...func(*Config)) *testCluste
 	if len(configure) > 0 {
 		c.configure = configure[0]
 	}
+	var pk freeport.Picker
 	for i := 1; i <= n; i++ {
-		c.peers[uint64(i)] = freeAddr(t)
+		c.peers[uint64(i)] = freeAddr(t, &pk)
 	}
 	for id := range c.peers {
 		c.start(id)

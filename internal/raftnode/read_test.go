@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/shoal-kv/shoal/internal/freeport"
 )
 
 // isolatable makes every peer connection of a node fail while cut is set, so the node keeps
@@ -44,7 +46,8 @@ func (c isolatable) Write(p []byte) (int, error) {
 // links can be cut one node at a time.
 func startLeaseCluster(t *testing.T) (map[uint64]*Node, map[uint64]*atomic.Bool) {
 	dir := t.TempDir()
-	peers := map[uint64]string{1: freeAddr(t), 2: freeAddr(t), 3: freeAddr(t)}
+	var pk freeport.Picker
+	peers := map[uint64]string{1: freeAddr(t, &pk), 2: freeAddr(t, &pk), 3: freeAddr(t, &pk)}
 	nodes, cuts := map[uint64]*Node{}, map[uint64]*atomic.Bool{}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	for id := range peers {

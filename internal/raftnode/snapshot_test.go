@@ -16,6 +16,8 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/shoal-kv/shoal/internal/freeport"
 )
 
 // streamSM is a listSM whose snapshots are streamed: StartSnapshot captures the list, and Stream
@@ -163,7 +165,7 @@ func decodeList(t *testing.T, b []byte) []string {
 // everything.
 func TestWritesGoOnDuringStreamedSnapshot(t *testing.T) {
 	dir := t.TempDir()
-	peers := map[uint64]string{1: freeAddr(t)}
+	peers := map[uint64]string{1: freeAddr(t, nil)}
 	sm := newStreamSM(false)
 	n := startNode(t, 1, peers, dir, sm)
 	defer func() { n.Stop() }()
@@ -229,7 +231,7 @@ func TestWritesGoOnDuringStreamedSnapshot(t *testing.T) {
 // no snapshot file, temporary file or WAL marker behind, and the node recovers from its WAL.
 func TestFailedAndAbandonedSnapshots(t *testing.T) {
 	dir := t.TempDir()
-	peers := map[uint64]string{1: freeAddr(t)}
+	peers := map[uint64]string{1: freeAddr(t, nil)}
 	sm := newStreamSM(false)
 	close(sm.fail)
 	n := startNode(t, 1, peers, dir, sm)
@@ -282,8 +284,9 @@ func TestFailedAndAbandonedSnapshots(t *testing.T) {
 // sent a snapshot whose file was streamed, and installs it (aborting its own job if one runs).
 func TestCatchUpFromStreamedSnapshot(t *testing.T) {
 	c := &testCluster{t: t, dir: t.TempDir(), peers: map[uint64]string{}, nodes: map[uint64]*Node{}, sms: map[uint64]*listSM{}}
+	var pk freeport.Picker
 	for id := uint64(1); id <= 3; id++ {
-		c.peers[id] = freeAddr(t)
+		c.peers[id] = freeAddr(t, &pk)
 	}
 	start := func(id uint64) {
 		sm := newStreamSM(true)

@@ -30,7 +30,8 @@ import (
 func startNodeTB(tb testing.TB) string {
 	tb.Helper()
 	dir := tb.TempDir()
-	members := map[uint64]node.Member{1: {ClientAddr: nodetest.FreeAddr(tb), PeerAddr: nodetest.FreeAddr(tb)}}
+	addrs := nodetest.FreeAddrs(tb, 2)
+	members := map[uint64]node.Member{1: {ClientAddr: addrs[0], PeerAddr: addrs[1]}}
 	n, err := node.Start(context.Background(), node.Config{
 		ID: 1, GroupID: 1, Dir: filepath.Join(dir, "1"), Members: members,
 		TickInterval: 20 * time.Millisecond, SnapshotEntries: 20000,

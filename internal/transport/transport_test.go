@@ -294,8 +294,13 @@ func waitUnreachable(t *testing.T, n *node, want uint64) {
 }
 
 // freeAddr returns a loopback address nothing listens on.
-func freeAddr(t *testing.T) string {
-	a, err := freeport.Addr()
+// freeAddr returns a free 127.0.0.1 address; pass one Picker for all the addresses of a cluster
+// so that none repeats (nil: a single address).
+func freeAddr(t testing.TB, pk *freeport.Picker) string {
+	if pk == nil {
+		pk = new(freeport.Picker)
+	}
+	a, err := pk.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +308,7 @@ func freeAddr(t *testing.T) string {
 }
 
 func TestUnreachablePeerDown(t *testing.T) {
-	a := newNode(t, 1, func(c *Config) { c.Peers = map[uint64]string{2: freeAddr(t), 1: "self-ignored"} })
+	a := newNode(t, 1, func(c *Config) { c.Peers = map[uint64]string{2: freeAddr(t, nil), 1: "self-ignored"} })
 	a.Send([]raftpb.Message{app(1, 2, 1)})
 	waitUnreachable(t, a, 2)
 	// A snapshot to a down peer is reported failed.
@@ -538,7 +543,7 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	}
 	connect(nodes...)
 	// Also a peer that is down, so a writer is mid-backoff at Close.
-	nodes[0].AddPeer(9, freeAddr(t))
+	nodes[0].AddPeer(9, freeAddr(t, nil))
 	for i := uint64(1); i <= 10; i++ {
 		for _, src := range nodes {
 			var batch []raftpb.Message

@@ -88,13 +88,19 @@ type Options struct {
 	Configure func(*node.Config)
 }
 
-// FreeAddr returns a free 127.0.0.1 address outside the ephemeral range (see freeport).
-func FreeAddr(t testing.TB) string {
-	a, err := freeport.Addr()
-	if err != nil {
-		t.Fatal(err)
+// FreeAddrs returns n free 127.0.0.1 addresses outside the ephemeral range, all different (see
+// freeport).
+func FreeAddrs(t testing.TB, n int) []string {
+	var pk freeport.Picker
+	addrs := make([]string, n)
+	for i := range addrs {
+		a, err := pk.Addr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs[i] = a
 	}
-	return a
+	return addrs
 }
 
 // NewCluster starts groups x replicas nodes; no group has joined the controller yet.
@@ -106,10 +112,16 @@ func NewCluster(t testing.TB, groups, replicas int) *Cluster {
 func NewClusterWith(t testing.TB, opts Options) *Cluster {
 	c := &Cluster{t: t, Ctrl: &MemController{st: controller.NewState()}, Groups: map[uint64]*Group{},
 		Tick: 20 * time.Millisecond, WrapPeerConn: opts.WrapPeerConn, Configure: opts.Configure}
+	addrs := FreeAddrs(t, 2*opts.Groups*opts.Replicas) // all at once: no two members share a port
+	addr := func() string {
+		a := addrs[0]
+		addrs = addrs[1:]
+		return a
+	}
 	for g := 1; g <= opts.Groups; g++ {
 		tg := &Group{ID: uint64(g), Dir: t.TempDir(), Members: map[uint64]node.Member{}, Nodes: map[uint64]*node.Node{}}
 		for id := 1; id <= opts.Replicas; id++ {
-			tg.Members[uint64(id)] = node.Member{ClientAddr: FreeAddr(t), PeerAddr: FreeAddr(t)}
+			tg.Members[uint64(id)] = node.Member{ClientAddr: addr(), PeerAddr: addr()}
 		}
 		c.Groups[tg.ID] = tg
 		for id := range tg.Members {
