@@ -166,7 +166,7 @@ func TestLostPageInLastWriteIsTorn(t *testing.T) {
 		at   func(from, to int64) int64
 	}{
 		{"page in the middle", func(from, to int64) int64 { return (from/4096 + 1) * 4096 }},
-		{"page holding a header", func(from, to int64) int64 { return from / sectorSize * sectorSize }},
+		{"sector after the batch record", func(from, to int64) int64 { return (from+batchSize)/sectorSize*sectorSize + sectorSize }},
 	} {
 		t.Run(hole.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -174,18 +174,14 @@ func TestLostPageInLastWriteIsTorn(t *testing.T) {
 			opts := Options{Preallocate: 64 << 10, Logger: slog.New(slog.NewTextHandler(&logged, nil))}
 			seg, from, to := lostPageSetup(t, dir, opts)
 			at := hole.at(from, to)
-			if at < from-sectorSize || at+4096 >= to {
-				t.Fatalf("hole %d not inside the last write [%d, %d)", at, from, to)
+			if at < from+batchSize || at+4096 >= to {
+				t.Fatalf("hole %d not inside the last write's records [%d, %d)", at, from+batchSize, to)
 			}
 			b, err := os.ReadFile(seg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if at < from { // keep the synced records before the last write intact
-				copy(b[from:at+sectorSize], make([]byte, at+sectorSize-from))
-			} else {
-				copy(b[at:at+4096], make([]byte, 4096))
-			}
+			copy(b[at:at+4096], make([]byte, 4096))
 			if err := os.WriteFile(seg, b, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -236,5 +232,58 @@ func TestLostPageInEarlierSegmentIsCorrupt(t *testing.T) {
 	var ce *CorruptError
 	if !errors.As(err, &ce) || ce.File != seg {
 		t.Fatalf("want *CorruptError in %s, got %v", seg, err)
+	}
+}
+
+// When the page holding the last Save's batch record is the one lost, nothing bounds that
+// write any more: the hole could as well be in synced data, so opening reports corruption
+// rather than guessing (the operator decides).
+func TestLostBatchRecordIsCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Preallocate: 64 << 10}
+	seg, from, _ := lostPageSetup(t, dir, opts)
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := (from/sectorSize + 1) * sectorSize // the sector holding the batch record, from it on
+	copy(b[from:end], make([]byte, end-from))
+	if err := os.WriteFile(seg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenWithOptions(dir, opts)
+	var ce *CorruptError
+	if !errors.As(err, &ce) || ce.Offset != from {
+		t.Fatalf("want *CorruptError at %d, got %v", from, err)
+	}
+}
+
+// A record of synced data that holds a zeroed sector of its own (a value of zeros) and then
+// gets a flipped bit is corruption, not a torn write, when later Saves follow it: the zero
+// sector is not in the last write.
+func TestZeroSectorInSyncedDataIsCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Preallocate: 64 << 10}
+	w, _ := reopen(t, dir, opts)
+	mustSave(t, w, raftpb.HardState{Term: 1, Vote: 2, Commit: 1}, ents(1, 1, 1))
+	at := w.off
+	mustSave(t, w, raftpb.HardState{Term: 1, Vote: 2, Commit: 2}, []raftpb.Entry{{Index: 2, Term: 1, Data: make([]byte, 4096)}})
+	for i := uint64(3); i <= 10; i++ {
+		mustSave(t, w, raftpb.HardState{Term: 1, Vote: 2, Commit: i}, ents(i, i, 1))
+	}
+	w.Close()
+	seg := segFiles(t, dir)[0]
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[at+batchSize+headerSize+2] ^= 0x10 // inside entry 2's record, before its zeros
+	if err := os.WriteFile(seg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenWithOptions(dir, opts)
+	var ce *CorruptError
+	if !errors.As(err, &ce) {
+		t.Fatalf("want *CorruptError, got %v", err)
 	}
 }

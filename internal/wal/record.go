@@ -136,7 +136,13 @@ func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (sca
 	corrupt := func(off int64, err error) (scanResult, error) {
 		return scanResult{}, &CorruptError{File: path, Offset: off, Err: err}
 	}
+	// [batchStart, batchEnd) holds the newest batch read: one Save's records. A hole in the last
+	// segment is a torn write only inside the last batch (see lastWriteHole).
+	var batchStart, batchEnd int64 = -1, -1
 	torn := func(off int64) (scanResult, error) {
+		if off == batchStart+batchSize {
+			off = batchStart // a batch record none of whose records survived goes with them
+		}
 		return scanResult{end: off, size: size, torn: true}, nil
 	}
 	readErr := func(err error) (scanResult, error) {
@@ -147,6 +153,15 @@ func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (sca
 		payload []byte
 		off     int64
 	)
+	// lastWriteHole reports whether damage at off lies inside the newest batch and nothing but
+	// zeros follows that batch: then the damage is in bytes of the last Save, which a crash
+	// can tear, rather than in synced data that later Saves were written after.
+	lastWriteHole := func(off int64) (bool, error) {
+		if !last || off <= batchStart || off >= batchEnd {
+			return false, nil
+		}
+		return zerosFrom(f, batchEnd, size)
+	}
 	for off < size {
 		rem := size - off
 		if rem < headerSize {
@@ -179,7 +194,9 @@ func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (sca
 			}
 			// Data after a header that never reached the disk: a crash during the last write
 			// persisted a later page of it but not this one (see tornWrite).
-			if last {
+			if hole, err := lastWriteHole(off); err != nil {
+				return readErr(err)
+			} else if hole {
 				return torn(off)
 			}
 			return corrupt(off, errZeroHeader)
@@ -198,16 +215,23 @@ func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (sca
 		}
 		var bad error
 		switch {
-		case typ < recEntry || typ > recSnap:
+		case typ < recEntry || typ > recBatch:
 			bad = fmt.Errorf("unknown record type %d", typ)
+		case typ == recBatch && n != batchSize-headerSize:
+			bad = fmt.Errorf("batch record of %d bytes", n)
 		case checksum(typ, payload) != binary.LittleEndian.Uint32(hdr[5:9]):
 			bad = errChecksum
 		}
 		if bad != nil {
 			if last {
-				if t, err := tornWrite(f, off, headerSize+n, size); err != nil {
+				hole, err := lastWriteHole(off)
+				if err == nil && hole {
+					hole, err = tornWrite(f, off, headerSize+n, size)
+				}
+				if err != nil {
 					return readErr(err)
-				} else if t {
+				}
+				if hole {
 					return torn(off)
 				}
 				zero, err := restIsZero(br)
@@ -220,7 +244,10 @@ func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (sca
 			}
 			return corrupt(off, bad)
 		}
-		if err := fn(typ, payload); err != nil {
+		if typ == recBatch {
+			batchStart = off
+			batchEnd = off + batchSize + int64(binary.LittleEndian.Uint64(payload))
+		} else if err := fn(typ, payload); err != nil {
 			return corrupt(off, err)
 		}
 		off += headerSize + n
@@ -233,13 +260,14 @@ func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (sca
 const sectorSize = 512
 
 // tornWrite reports whether the damaged record at off (length bytes, header included) in a
-// segment of size bytes overlaps a sector that is all zeros. In the last segment that is the
-// mark of a write cut short by a crash: the segment's space past the log is zeros (written
-// ahead, or a file extended before its data landed), and the pages of one write reach the disk
-// in any order until fdatasync returns, so a crash can keep a later page of the last write and
-// lose an earlier one. Nothing from that write was acknowledged; everything after the hole came
-// from it or from writes after it, none synced. A bad checksum without such a hole is damage to
-// synced data, and stays an error. (etcd's WAL decides torn writes the same way.)
+// segment of size bytes overlaps a sector that is all zeros. Inside the last Save's batch that
+// is the mark of a write cut short by a crash: the segment's space past the log is zeros
+// (written ahead, or a file extended before its data landed), and the pages of one write reach
+// the disk in any order until fdatasync returns, so a crash can keep a later page of the last
+// write and lose an earlier one; nothing from that write was acknowledged. A bad checksum
+// without such a hole, or anywhere but in the last batch, is damage to synced data and stays an
+// error. (etcd's WAL also takes a zeroed sector as a torn write; the batch bound keeps a value
+// that happens to hold a zero sector, in data synced long ago, from passing for one.)
 func tornWrite(f *os.File, off, length, size int64) (bool, error) {
 	end := min(off+length, size)
 	buf := make([]byte, sectorSize)
@@ -253,6 +281,24 @@ func tornWrite(f *os.File, off, length, size int64) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// zerosFrom reports whether the segment holds only zeros from off to its end (size).
+func zerosFrom(f *os.File, off, size int64) (bool, error) {
+	buf := make([]byte, 32<<10)
+	for ; off < size; off += int64(len(buf)) {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		if err != nil && err != io.EOF {
+			return false, err
+		}
+		if !allZero(buf[:n]) {
+			return false, nil
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return true, nil
 }
 
 func allZero(b []byte) bool {

@@ -18,9 +18,11 @@
 //	[4 bytes payload length][1 byte type][4 bytes CRC32-C of type+payload][payload]
 //
 // Types: 1 = raftpb.Entry, 2 = raftpb.HardState (both protobuf encoded),
-// 3 = snapshot marker (16 bytes: index, term). Records are not padded or
-// chained, so each one can be validated on its own and the exact byte offset of
-// a bad one can be reported.
+// 3 = snapshot marker (16 bytes: index, term), 4 = batch (8 bytes: the length of
+// the records that follow it, written by the same Save). Records are not padded
+// or chained, so each one can be validated on its own and the exact byte offset
+// of a bad one can be reported; the batch record only bounds one Save's bytes,
+// which is what tells a torn last write from damage to synced data (Recovery).
 //
 // # Recovery
 //
@@ -28,9 +30,11 @@
 // (a short header, a record running past end of file, a bad record followed
 // only by zero bytes, as a crash in the middle of a write or a filesystem that
 // extended the file before writing its data can leave, or a bad record with a
-// zeroed sector in it, or a zero header, with data after: a crash that kept a
-// later page of the last write and lost an earlier one) is a torn tail: it and
-// everything after it are logged, truncated away, and writing resumes there.
+// zeroed sector in it, or a zero header, with data after, provided all of it
+// lies inside the last Save's batch and only zeros follow that batch: a crash
+// that kept a later page of the last write and lost an earlier one) is a torn
+// tail: it and everything after it are logged, truncated away, and writing
+// resumes there.
 // Such records were never acknowledged as durable, because Save only returns
 // after the data is written and, when asked, fdatasync'ed. Any other damage (a
 // bad checksum without a zeroed sector, or anything wrong in an earlier
@@ -79,6 +83,7 @@ const (
 	recEntry byte = 1
 	recState byte = 2
 	recSnap  byte = 3
+	recBatch byte = 4
 )
 
 const (
@@ -86,6 +91,8 @@ const (
 	headerSize = 9
 	// snapMarkSize is the payload size of a snapshot marker record.
 	snapMarkSize = 16
+	// batchSize is the size of a batch record, header included.
+	batchSize = headerSize + 8
 	// maxKeptBuf bounds the encode buffer kept between Saves so that one
 	// huge batch does not pin its memory forever.
 	maxKeptBuf = 4 << 20
@@ -286,6 +293,7 @@ func (w *WAL) Save(hs raftpb.HardState, ents []raftpb.Entry, sync bool) error {
 		}
 	}
 	buf := w.buf[:0]
+	buf = append(buf, make([]byte, batchSize)...) // the batch record, filled in below
 	var err error
 	for i := range ents {
 		if buf, err = appendRecord(buf, recEntry, &ents[i]); err != nil {
@@ -297,6 +305,8 @@ func (w *WAL) Save(hs raftpb.HardState, ents []raftpb.Entry, sync bool) error {
 			return err
 		}
 	}
+	binary.LittleEndian.PutUint64(buf[headerSize:batchSize], uint64(len(buf)-batchSize))
+	putHeader(buf, recBatch, buf[headerSize:batchSize])
 	if cap(buf) <= maxKeptBuf {
 		w.buf = buf
 	} else {
