@@ -129,7 +129,7 @@ func TestPreallocatedTornRecord(t *testing.T) {
 // segEnd is the end of the last record of a closed segment: its size less any zero tail.
 func segEnd(t *testing.T, path string) int64 {
 	t.Helper()
-	res, err := scanSegment(path, false, func(byte, []byte) error { return nil })
+	res, err := scanSegment(path, false, -1, func(byte, []byte) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestLostPageInLastWriteIsTorn(t *testing.T) {
 		at   func(from, to int64) int64
 	}{
 		{"page in the middle", func(from, to int64) int64 { return (from/4096 + 1) * 4096 }},
-		{"sector after the batch record", func(from, to int64) int64 { return (from+batchSize)/sectorSize*sectorSize + sectorSize }},
+		{"page after the batch record", func(from, to int64) int64 { return (from+batchSize)/pageSize*pageSize + pageSize }},
 	} {
 		t.Run(hole.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -187,10 +187,12 @@ func TestLostPageInLastWriteIsTorn(t *testing.T) {
 			}
 			w, st := reopen(t, dir, opts)
 			defer w.Close()
-			if n := len(st.Entries); n < 5 || n >= 13 {
-				t.Fatalf("recovered %d entries, want the 5 acknowledged ones and none past the hole", n)
+			// The torn Save is cut whole: its records before the hole were replayed at first, and
+			// must not be in the state either.
+			checkEnts(t, st.Entries, ents(1, 5, 1))
+			if st.HardState.Commit != 5 {
+				t.Fatalf("HardState %+v: want the last acknowledged one (commit 5)", st.HardState)
 			}
-			checkEnts(t, st.Entries[:5], ents(1, 5, 1))
 			if !bytes.Contains(logged.Bytes(), []byte("torn")) {
 				t.Fatalf("no torn-tail repair logged: %s", logged.String())
 			}
@@ -246,7 +248,7 @@ func TestLostBatchRecordIsCorrupt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	end := (from/sectorSize + 1) * sectorSize // the sector holding the batch record, from it on
+	end := (from/pageSize + 1) * pageSize // the page holding the batch record, from it on
 	copy(b[from:end], make([]byte, end-from))
 	if err := os.WriteFile(seg, b, 0o644); err != nil {
 		t.Fatal(err)
@@ -278,6 +280,71 @@ func TestZeroSectorInSyncedDataIsCorrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	b[at+batchSize+headerSize+2] ^= 0x10 // inside entry 2's record, before its zeros
+	if err := os.WriteFile(seg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenWithOptions(dir, opts)
+	var ce *CorruptError
+	if !errors.As(err, &ce) {
+		t.Fatalf("want *CorruptError, got %v", err)
+	}
+}
+
+// After a torn Save was cut, later synced writes are judged on their own: damage to them is
+// corruption, not a second torn write measured against the cut Save's bounds.
+func TestDamageAfterRepairIsCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Preallocate: 64 << 10}
+	seg, from, _ := lostPageSetup(t, dir, opts)
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := (from/pageSize + 1) * pageSize
+	copy(b[at:at+pageSize], make([]byte, pageSize))
+	if err := os.WriteFile(seg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w, st := reopen(t, dir, opts) // repairs: cuts the last Save
+	checkEnts(t, st.Entries, ents(1, 5, 1))
+	if err := w.SaveSnapshot(3, 1); err != nil {
+		t.Fatal(err)
+	}
+	marker := w.off - headerSize - snapMarkSize
+	mustSave(t, w, raftpb.HardState{Term: 1, Commit: 6}, ents(6, 6, 1))
+	w.Close()
+	if b, err = os.ReadFile(seg); err != nil {
+		t.Fatal(err)
+	}
+	copy(b[marker:marker+headerSize], make([]byte, headerSize))
+	if err := os.WriteFile(seg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenWithOptions(dir, opts)
+	var ce *CorruptError
+	if !errors.As(err, &ce) || ce.Offset != marker {
+		t.Fatalf("want *CorruptError at %d (the snapshot marker), got %v", marker, err)
+	}
+}
+
+// A flipped bit in a record's length field, in the last (synced) Save, is corruption: the
+// length contradicts the batch, so the record cannot be the torn end of a write.
+func TestBadLengthInLastSaveIsCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Preallocate: 64 << 10}
+	w, _ := reopen(t, dir, opts)
+	for i := uint64(1); i <= 5; i++ {
+		mustSave(t, w, raftpb.HardState{Term: 1, Commit: i}, ents(i, i, 1))
+	}
+	at := w.off
+	mustSave(t, w, raftpb.HardState{Term: 1, Commit: 8}, ents(6, 8, 1))
+	w.Close()
+	seg := segFiles(t, dir)[0]
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[at+batchSize+1] ^= 0x04 // entry 6's length: 1 KiB longer, into the zeros after the log
 	if err := os.WriteFile(seg, b, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -73,9 +73,22 @@ func (w *WAL) replay(repair bool) (State, int64, error) {
 	var end int64
 	for i, s := range w.segs {
 		path := w.segPath(s)
-		res, err := scanSegment(path, i == len(w.segs)-1, r.apply)
+		last := i == len(w.segs)-1
+		res, err := scanSegment(path, last, -1, r.apply)
 		if err != nil {
 			return State{}, 0, err
+		}
+		if res.redo {
+			// The torn batch had records already replayed: replay again, stopping before it.
+			r = replayer{}
+			for _, s := range w.segs[:i] {
+				if _, err := scanSegment(w.segPath(s), false, -1, r.apply); err != nil {
+					return State{}, 0, err
+				}
+			}
+			if _, err := scanSegment(path, last, res.end, r.apply); err != nil {
+				return State{}, 0, err
+			}
 		}
 		if res.torn && repair {
 			w.log.Warn("wal: truncating torn tail left by a crash",
@@ -116,12 +129,18 @@ type scanResult struct {
 	end  int64 // offset just past the last good record
 	size int64 // file size
 	torn bool  // bytes after end are a torn tail
+	// redo is set when the torn tail starts before records already handed to fn (a batch is
+	// cut whole): the segment must be scanned again up to end.
+	redo bool
 }
 
-// scanSegment calls fn for each valid record of the segment at path. In the
-// last segment (last), damage that can only be a torn tail stops the scan
-// with torn set; every other problem is a *CorruptError.
-func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (scanResult, error) {
+// maxBatchBytes bounds a batch record's length; anything larger is damage.
+const maxBatchBytes = 1 << 40
+
+// scanSegment calls fn for each valid record of the segment at path, stopping at limit (-1:
+// none) as if the segment ended there. In the last segment (last), damage that can only be a
+// torn tail stops the scan with torn set; every other problem is a *CorruptError.
+func scanSegment(path string, last bool, limit int64, fn func(typ byte, p []byte) error) (scanResult, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return scanResult{}, fmt.Errorf("wal: open segment: %w", err)
@@ -132,36 +151,53 @@ func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (sca
 		return scanResult{}, fmt.Errorf("wal: stat segment: %w", err)
 	}
 	size := fi.Size()
-	br := bufio.NewReaderSize(f, 1<<20)
+	if limit >= 0 && limit < size {
+		size = limit
+	}
+	br := bufio.NewReaderSize(io.LimitReader(f, size), 1<<20)
 	corrupt := func(off int64, err error) (scanResult, error) {
 		return scanResult{}, &CorruptError{File: path, Offset: off, Err: err}
 	}
-	// [batchStart, batchEnd) holds the newest batch read: one Save's records. A hole in the last
-	// segment is a torn write only inside the last batch (see lastWriteHole).
+	// [batchStart, batchEnd) holds the newest batch read: one Save's records. A Save is cut
+	// whole or not at all, so that no batch record on disk ever claims bytes it does not hold
+	// (later writes would be judged against it), and a hole is a torn write only inside the
+	// newest batch (see lastWriteHole).
 	var batchStart, batchEnd int64 = -1, -1
-	torn := func(off int64) (scanResult, error) {
-		if off == batchStart+batchSize {
-			off = batchStart // a batch record none of whose records survived goes with them
+	inBatch := func(off int64) bool { return batchStart >= 0 && off > batchStart && off < batchEnd }
+	var off int64
+	torn := func(at int64) (scanResult, error) {
+		if inBatch(at) {
+			return scanResult{end: batchStart, size: size, torn: true, redo: at > batchStart+batchSize}, nil
 		}
-		return scanResult{end: off, size: size, torn: true}, nil
+		return scanResult{end: at, size: size, torn: true}, nil
 	}
 	readErr := func(err error) (scanResult, error) {
 		return scanResult{}, fmt.Errorf("wal: read %s: %w", path, err)
 	}
-	var (
-		hdr     [headerSize]byte
-		payload []byte
-		off     int64
-	)
-	// lastWriteHole reports whether damage at off lies inside the newest batch and nothing but
-	// zeros follows that batch: then the damage is in bytes of the last Save, which a crash
-	// can tear, rather than in synced data that later Saves were written after.
-	lastWriteHole := func(off int64) (bool, error) {
-		if !last || off <= batchStart || off >= batchEnd {
+	// cleanEnd is where the log ends because only zeros follow: inside a batch, that batch lost
+	// its tail (a torn write, in the last segment; damage elsewhere).
+	cleanEnd := func(at int64) (scanResult, error) {
+		if !inBatch(at) {
+			return scanResult{end: at, size: size}, nil
+		}
+		if last {
+			return torn(at)
+		}
+		return corrupt(at, errTruncated)
+	}
+	// lastWriteHole reports whether damage at off, claiming to end at recEnd, lies inside the
+	// newest batch and nothing but zeros follows that batch: then it is in bytes of the last
+	// Save, which a crash can tear, rather than in synced data later Saves were written after.
+	lastWriteHole := func(off, recEnd int64) (bool, error) {
+		if !last || !inBatch(off) || recEnd > batchEnd {
 			return false, nil
 		}
 		return zerosFrom(f, batchEnd, size)
 	}
+	var (
+		hdr     [headerSize]byte
+		payload []byte
+	)
 	for off < size {
 		rem := size - off
 		if rem < headerSize {
@@ -171,9 +207,9 @@ func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (sca
 				return readErr(err)
 			}
 			if zero {
-				return scanResult{end: off, size: size}, nil
+				return cleanEnd(off)
 			}
-			if last {
+			if last && (batchStart < 0 || off >= batchEnd || batchEnd > size) {
 				return torn(off)
 			}
 			return corrupt(off, errTruncated)
@@ -190,11 +226,11 @@ func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (sca
 				return readErr(err)
 			}
 			if zero {
-				return scanResult{end: off, size: size}, nil
+				return cleanEnd(off)
 			}
 			// Data after a header that never reached the disk: a crash during the last write
 			// persisted a later page of it but not this one (see tornWrite).
-			if hole, err := lastWriteHole(off); err != nil {
+			if hole, err := lastWriteHole(off, off+headerSize); err != nil {
 				return readErr(err)
 			} else if hole {
 				return torn(off)
@@ -204,7 +240,9 @@ func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (sca
 		n := int64(binary.LittleEndian.Uint32(hdr[0:4]))
 		typ := hdr[4]
 		if n > rem-headerSize {
-			if last {
+			// A file that ends inside a record: the end of a write that never landed, unless
+			// the record's length contradicts the batch it is in (a damaged length field).
+			if last && (!inBatch(off) || off+headerSize+n <= batchEnd) {
 				return torn(off)
 			}
 			return corrupt(off, fmt.Errorf("record length %d runs past end of file", n))
@@ -221,12 +259,15 @@ func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (sca
 			bad = fmt.Errorf("batch record of %d bytes", n)
 		case checksum(typ, payload) != binary.LittleEndian.Uint32(hdr[5:9]):
 			bad = errChecksum
+		case typ == recBatch && binary.LittleEndian.Uint64(payload) > maxBatchBytes:
+			bad = fmt.Errorf("batch of %d bytes", binary.LittleEndian.Uint64(payload))
 		}
 		if bad != nil {
 			if last {
-				hole, err := lastWriteHole(off)
+				recEnd := off + headerSize + n
+				hole, err := lastWriteHole(off, recEnd)
 				if err == nil && hole {
-					hole, err = tornWrite(f, off, headerSize+n, size)
+					hole, err = tornWrite(f, off, min(recEnd, batchEnd, size))
 				}
 				if err != nil {
 					return readErr(err)
@@ -234,12 +275,16 @@ func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (sca
 				if hole {
 					return torn(off)
 				}
-				zero, err := restIsZero(br)
-				if err != nil {
-					return readErr(err)
-				}
-				if zero {
-					return torn(off)
+				// A bad record followed only by zeros is the end of the last write, torn within
+				// its sectors, unless its length contradicts the batch it is in.
+				if !inBatch(off) || recEnd <= batchEnd {
+					zero, err := restIsZero(br)
+					if err != nil {
+						return readErr(err)
+					}
+					if zero {
+						return torn(off)
+					}
 				}
 			}
 			return corrupt(off, bad)
@@ -252,31 +297,33 @@ func scanSegment(path string, last bool, fn func(typ byte, p []byte) error) (sca
 		}
 		off += headerSize + n
 	}
-	return scanResult{end: off, size: size}, nil
+	if limit >= 0 && off == limit {
+		return scanResult{end: off, size: fi.Size(), torn: true}, nil
+	}
+	return cleanEnd(off)
 }
 
-// sectorSize is the unit a disk writes atomically, at least: a write interrupted by a crash
-// leaves each sector either all new or all old.
-const sectorSize = 512
+// pageSize is the unit in which the page cache writes a file back: a crash loses whole pages.
+const pageSize = 4096
 
-// tornWrite reports whether the damaged record at off (length bytes, header included) in a
-// segment of size bytes overlaps a sector that is all zeros. Inside the last Save's batch that
-// is the mark of a write cut short by a crash: the segment's space past the log is zeros
-// (written ahead, or a file extended before its data landed), and the pages of one write reach
-// the disk in any order until fdatasync returns, so a crash can keep a later page of the last
-// write and lose an earlier one; nothing from that write was acknowledged. A bad checksum
-// without such a hole, or anywhere but in the last batch, is damage to synced data and stays an
-// error. (etcd's WAL also takes a zeroed sector as a torn write; the batch bound keeps a value
-// that happens to hold a zero sector, in data synced long ago, from passing for one.)
-func tornWrite(f *os.File, off, length, size int64) (bool, error) {
-	end := min(off+length, size)
-	buf := make([]byte, sectorSize)
-	for s := off / sectorSize * sectorSize; s < end; s += sectorSize {
-		n, err := f.ReadAt(buf, s)
+// tornWrite reports whether the damaged record starting at off, whose bytes (as far as its
+// batch and the file go) end at end, has a whole page-aligned page of zeros starting inside it.
+// Inside the last Save's batch that is the mark of a write cut short by a crash: the segment's
+// space past the log is zeros (written ahead, or a file extended before its data landed), and
+// the pages of one write reach the disk in any order until fdatasync returns, so a crash can
+// keep a later page of the last write and lose an earlier one; nothing from that write had
+// been acknowledged. A bad checksum without such a page, or anywhere but in the last batch, is
+// damage to synced data and stays an error. (etcd's WAL takes a zeroed sector as a torn write;
+// the batch bound and whole pages keep a value that happens to hold zeros, in synced data,
+// from passing for one as far as the format can tell.)
+func tornWrite(f *os.File, off, end int64) (bool, error) {
+	buf := make([]byte, pageSize)
+	for p := (off + pageSize - 1) / pageSize * pageSize; p < end; p += pageSize {
+		n, err := f.ReadAt(buf, p)
 		if err != nil && err != io.EOF {
 			return false, err
 		}
-		if n > 0 && allZero(buf[:n]) {
+		if n == pageSize && allZero(buf) {
 			return true, nil
 		}
 	}

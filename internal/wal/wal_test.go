@@ -283,7 +283,7 @@ func TestRotationAndRelease(t *testing.T) {
 			t.Fatalf("bad segment name %s", p)
 		}
 		first := uint64(0)
-		if _, err := scanSegment(p, false, func(typ byte, b []byte) error {
+		if _, err := scanSegment(p, false, -1, func(typ byte, b []byte) error {
 			if typ == recEntry && first == 0 {
 				var e raftpb.Entry
 				e.Unmarshal(b)
