@@ -27,19 +27,21 @@
 // # Recovery
 //
 // Open replays every segment. A damaged record at the end of the last segment
-// (a short header, a record running past end of file, a bad record followed
-// only by zero bytes, as a crash in the middle of a write or a filesystem that
-// extended the file before writing its data can leave, or a bad record with a
-// zeroed sector in it, or a zero header, with data after, provided all of it
-// lies inside the last Save's batch and only zeros follow that batch: a crash
-// that kept a later page of the last write and lost an earlier one) is a torn
-// tail: it and everything after it are logged, truncated away, and writing
-// resumes there.
-// Such records were never acknowledged as durable, because Save only returns
-// after the data is written and, when asked, fdatasync'ed. Any other damage (a
-// bad checksum without a zeroed sector, or anything wrong in an earlier
-// segment, which was fsynced before the next segment was created) is a
-// *CorruptError: losing acknowledged data silently would break raft's safety.
+// is a torn tail, left by a crash in the middle of the last write: a short
+// header, a record running past end of file, a bad record followed only by
+// zero bytes (a filesystem that extended the file before writing its data, or
+// a record torn within its sectors), or, inside the newest batch with only
+// zeros after that batch, a zero header or a bad record with a whole
+// page-aligned page of zeros in it (the pages of one write reach the disk in
+// any order until fdatasync returns, and the segment's space past the log is
+// zeros). A torn tail is logged and truncated away, together with the rest of
+// its Save, and writing resumes there. Such records were never acknowledged as
+// durable, because Save only returns after the data is written and, when
+// asked, fdatasync'ed. Any other damage (a bad checksum without a zero page, a
+// record length that contradicts its batch, damage in an earlier batch, or
+// anything wrong in an earlier segment, which was fsynced before the next
+// segment was created) is a *CorruptError: losing acknowledged data silently
+// would break raft's safety.
 //
 // # Replay semantics
 //
