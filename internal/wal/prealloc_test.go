@@ -177,14 +177,9 @@ func TestLostPageInLastWriteIsTorn(t *testing.T) {
 			if at < from+batchSize || at+4096 >= to {
 				t.Fatalf("hole %d not inside the last write's records [%d, %d)", at, from+batchSize, to)
 			}
-			b, err := os.ReadFile(seg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			copy(b[at:at+4096], make([]byte, 4096))
-			if err := os.WriteFile(seg, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			damage(t, seg, func(b []byte) {
+				copy(b[at:at+4096], make([]byte, 4096))
+			})
 			w, st := reopen(t, dir, opts)
 			defer w.Close()
 			// The torn Save is cut whole: its records before the hole were replayed at first, and
@@ -221,19 +216,12 @@ func TestLostPageInEarlierSegmentIsCorrupt(t *testing.T) {
 	}
 	mustSave(t, w, raftpb.HardState{Term: 1, Commit: 14}, ents(14, 14, 1))
 	w.Close()
-	b, err := os.ReadFile(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := (from/4096 + 1) * 4096
-	copy(b[at:at+4096], make([]byte, 4096))
-	if err := os.WriteFile(seg, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err = OpenWithOptions(dir, opts)
-	var ce *CorruptError
-	if !errors.As(err, &ce) || ce.File != seg {
-		t.Fatalf("want *CorruptError in %s, got %v", seg, err)
+	damage(t, seg, func(b []byte) {
+		at := (from/4096 + 1) * 4096
+		copy(b[at:at+4096], make([]byte, 4096))
+	})
+	if ce := wantCorrupt(t, dir, opts); ce.File != seg {
+		t.Fatalf("want *CorruptError in %s, got %v", seg, ce)
 	}
 }
 
@@ -244,19 +232,12 @@ func TestLostBatchRecordIsCorrupt(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{Preallocate: 64 << 10}
 	seg, from, _ := lostPageSetup(t, dir, opts)
-	b, err := os.ReadFile(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	end := (from/pageSize + 1) * pageSize // the page holding the batch record, from it on
-	copy(b[from:end], make([]byte, end-from))
-	if err := os.WriteFile(seg, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err = OpenWithOptions(dir, opts)
-	var ce *CorruptError
-	if !errors.As(err, &ce) || ce.Offset != from {
-		t.Fatalf("want *CorruptError at %d, got %v", from, err)
+	damage(t, seg, func(b []byte) {
+		end := (from/pageSize + 1) * pageSize // the page holding the batch record, from it on
+		copy(b[from:end], make([]byte, end-from))
+	})
+	if ce := wantCorrupt(t, dir, opts); ce.Offset != from {
+		t.Fatalf("want *CorruptError at %d, got %v", from, ce)
 	}
 }
 
@@ -275,19 +256,10 @@ func TestZeroSectorInSyncedDataIsCorrupt(t *testing.T) {
 	}
 	w.Close()
 	seg := segFiles(t, dir)[0]
-	b, err := os.ReadFile(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[at+batchSize+headerSize+2] ^= 0x10 // inside entry 2's record, before its zeros
-	if err := os.WriteFile(seg, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err = OpenWithOptions(dir, opts)
-	var ce *CorruptError
-	if !errors.As(err, &ce) {
-		t.Fatalf("want *CorruptError, got %v", err)
-	}
+	damage(t, seg, func(b []byte) {
+		b[at+batchSize+headerSize+2] ^= 0x10 // inside entry 2's record, before its zeros
+	})
+	wantCorrupt(t, dir, opts)
 }
 
 // After a torn Save was cut, later synced writes are judged on their own: damage to them is
@@ -296,15 +268,10 @@ func TestDamageAfterRepairIsCorrupt(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{Preallocate: 64 << 10}
 	seg, from, _ := lostPageSetup(t, dir, opts)
-	b, err := os.ReadFile(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := (from/pageSize + 1) * pageSize
-	copy(b[at:at+pageSize], make([]byte, pageSize))
-	if err := os.WriteFile(seg, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	damage(t, seg, func(b []byte) {
+		at := (from/pageSize + 1) * pageSize
+		copy(b[at:at+pageSize], make([]byte, pageSize))
+	})
 	w, st := reopen(t, dir, opts) // repairs: cuts the last Save
 	checkEnts(t, st.Entries, ents(1, 5, 1))
 	if err := w.SaveSnapshot(3, 1); err != nil {
@@ -313,17 +280,11 @@ func TestDamageAfterRepairIsCorrupt(t *testing.T) {
 	marker := w.off - headerSize - snapMarkSize
 	mustSave(t, w, raftpb.HardState{Term: 1, Commit: 6}, ents(6, 6, 1))
 	w.Close()
-	if b, err = os.ReadFile(seg); err != nil {
-		t.Fatal(err)
-	}
-	copy(b[marker:marker+headerSize], make([]byte, headerSize))
-	if err := os.WriteFile(seg, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err = OpenWithOptions(dir, opts)
-	var ce *CorruptError
-	if !errors.As(err, &ce) || ce.Offset != marker {
-		t.Fatalf("want *CorruptError at %d (the snapshot marker), got %v", marker, err)
+	damage(t, seg, func(b []byte) {
+		copy(b[marker:marker+headerSize], make([]byte, headerSize))
+	})
+	if ce := wantCorrupt(t, dir, opts); ce.Offset != marker {
+		t.Fatalf("want *CorruptError at %d (the snapshot marker), got %v", marker, ce)
 	}
 }
 
@@ -340,17 +301,32 @@ func TestBadLengthInLastSaveIsCorrupt(t *testing.T) {
 	mustSave(t, w, raftpb.HardState{Term: 1, Commit: 8}, ents(6, 8, 1))
 	w.Close()
 	seg := segFiles(t, dir)[0]
+	damage(t, seg, func(b []byte) {
+		b[at+batchSize+1] ^= 0x04 // entry 6's length: 1 KiB longer, into the zeros after the log
+	})
+	wantCorrupt(t, dir, opts)
+}
+
+// damage rewrites the segment file seg through change.
+func damage(t *testing.T, seg string, change func(b []byte)) {
+	t.Helper()
 	b, err := os.ReadFile(seg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b[at+batchSize+1] ^= 0x04 // entry 6's length: 1 KiB longer, into the zeros after the log
+	change(b)
 	if err := os.WriteFile(seg, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = OpenWithOptions(dir, opts)
+}
+
+// wantCorrupt opens the WAL in dir and fails unless that reports a *CorruptError, which it returns.
+func wantCorrupt(t *testing.T, dir string, opts Options) *CorruptError {
+	t.Helper()
+	_, err := OpenWithOptions(dir, opts)
 	var ce *CorruptError
 	if !errors.As(err, &ce) {
 		t.Fatalf("want *CorruptError, got %v", err)
 	}
+	return ce
 }
