@@ -186,25 +186,30 @@ func TestTornWALTailIsTruncated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	offs, _ := recordOffsets(t, b)
+	offs, lens := recordOffsets(t, b)
 	if len(offs) < 2 {
 		t.Fatalf("%s holds %d records; want several", seg, len(offs))
 	}
 	// A crash in the middle of a write leaves part of a record that was never fsynced, and so
-	// never acknowledged: append the first half of a copy of the last record. (Cutting into a
-	// record that was already fsynced would lose an entry this node acknowledged, which no
-	// storage engine can hide from raft: the leader would send it a commit index beyond its log.)
-	last := int64(offs[len(offs)-1])
-	torn := b[last : last+(st.Size()-last)/2]
-	f, err := os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
+	// never acknowledged: write the first half of a copy of the last record where the log ends,
+	// over the zeros the WAL keeps written ahead. (Cutting into a record that was already
+	// fsynced would lose an entry this node acknowledged, which no storage engine can hide from
+	// raft: the leader would send it a commit index beyond its log.)
+	end := int64(offs[len(offs)-1] + 9 + lens[len(lens)-1])
+	i := len(offs) - 1
+	for i > 0 && lens[i] < 32 { // an entry, not the HardState closing each write
+		i--
+	}
+	torn := b[offs[i] : offs[i]+(9+lens[i])/2]
+	f, err := os.OpenFile(seg, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.Write(torn); err != nil {
+	if _, err := f.WriteAt(torn, end); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
-	t.Logf("appended a torn record of %d bytes to %s (%d bytes)", len(torn), seg, st.Size())
+	t.Logf("wrote a torn record of %d bytes at %d in %s (%d bytes)", len(torn), end, seg, st.Size())
 	if err := c.Start(victim); err != nil {
 		t.Fatal(err)
 	}

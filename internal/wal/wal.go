@@ -232,6 +232,21 @@ func OpenWithOptions(dir string, opts Options) (*WAL, error) {
 	if n := len(st.Entries); n > 0 {
 		w.lastIndex = st.Entries[n-1].Index
 	}
+	if s := segs[len(segs)-1]; end == 0 && len(segs) > 1 && s.first != w.lastIndex+1 {
+		// The newest segment holds nothing (a torn Save cut away, or a crash right after the cut
+		// that created it), yet its name promises that earlier segments hold no live entry at or
+		// above its first index, which the entries they do hold may break (the cut came from a
+		// Save overwriting the log): ReleaseTo would delete live entries. Name it for the log
+		// as it is.
+		ns := segment{seq: s.seq, first: w.lastIndex + 1}
+		if err := os.Rename(w.segPath(s), w.segPath(ns)); err != nil {
+			return nil, ioError("rename empty segment", err)
+		}
+		if err := syncDir(dir); err != nil {
+			return nil, fmt.Errorf("wal: rename empty segment: %w", err)
+		}
+		segs[len(segs)-1] = ns
+	}
 	last := w.segPath(segs[len(segs)-1])
 	f, err := os.OpenFile(last, os.O_RDWR, 0)
 	if err != nil {

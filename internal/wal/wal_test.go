@@ -420,3 +420,57 @@ func BenchmarkSaveSync(b *testing.B) {
 		})
 	}
 }
+
+// A Save that overwrites the log's tail and cuts a new segment names it for its first entry.
+// If that Save is then lost (torn and cut away, or a crash right after the cut), the empty
+// segment is renamed at open for the log as it is: otherwise its name would tell ReleaseTo that
+// the previous segment holds nothing live at or above it, and a snapshot there would delete
+// live entries.
+func TestEmptyNewestSegmentRenamed(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{SegmentSize: 1024}
+	w, _ := reopen(t, dir, opts)
+	i := uint64(1)
+	for ; len(segFiles(t, dir)) == 1 || w.off == 0; i++ {
+		mustSave(t, w, raftpb.HardState{Term: 1, Commit: i}, ents(i, i, 1))
+		if len(segFiles(t, dir)) > 1 {
+			t.Fatal("cut before the overwrite")
+		}
+		if w.off > 700 {
+			break
+		}
+	}
+	lastIdx := i
+	// Overwrite from lastIdx-1 in term 2, big enough to cut a new segment.
+	big := []raftpb.Entry{{Index: lastIdx - 1, Term: 2, Data: make([]byte, 600)}}
+	mustSave(t, w, raftpb.HardState{Term: 2, Commit: lastIdx - 2}, big)
+	w.Close()
+	segs := segFiles(t, dir)
+	if len(segs) != 2 {
+		t.Fatalf("want a cut, got %d segments", len(segs))
+	}
+	if s, _ := parseSegName(filepath.Base(segs[1])); s.first != lastIdx-1 {
+		t.Fatalf("new segment named first=%d, want %d", s.first, lastIdx-1)
+	}
+	if err := os.Truncate(segs[1], 0); err != nil { // the overwriting Save never landed
+		t.Fatal(err)
+	}
+	w, st := reopen(t, dir, opts)
+	defer w.Close()
+	checkEnts(t, st.Entries, ents(1, lastIdx, 1))
+	segs = segFiles(t, dir)
+	if s, _ := parseSegName(filepath.Base(segs[len(segs)-1])); s.first != lastIdx+1 {
+		t.Fatalf("empty newest segment named first=%d, want %d", s.first, lastIdx+1)
+	}
+	// ReleaseTo at the old name keeps the entries above it.
+	if err := w.SaveSnapshot(lastIdx-1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.ReleaseTo(lastIdx - 1); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	w2, st2 := reopen(t, dir, opts)
+	defer w2.Close()
+	checkEnts(t, st2.Entries, ents(lastIdx, lastIdx, 1))
+}
