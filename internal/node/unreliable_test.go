@@ -110,7 +110,9 @@ func TestUnreliableNetwork(t *testing.T) {
 	time.Sleep(time.Second)
 	close(stop)
 	wg.Wait()
+	start := time.Now()
 	res, err := rec.Check(60*time.Second, filepath.Join(t.TempDir(), "history.html"))
+	t.Logf("%d operations; linearizability check took %v", len(rec.Operations()), time.Since(start).Round(time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
