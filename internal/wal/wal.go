@@ -181,6 +181,7 @@ type WAL struct {
 	f        *os.File  // the last segment
 	off      int64     // end of the last complete record in f
 	zeroEnd  int64     // f holds zeros from off up to here (see Options.Preallocate)
+	zeros    []byte    // a buffer of zeros for zeroFill, kept across fills
 	unsynced bool      // bytes written to f since the last fdatasync
 
 	lastIndex uint64 // index of the last entry written (or the snapshot index)
@@ -468,7 +469,10 @@ func (w *WAL) write(b []byte) error {
 // the records written there later overwrite allocated blocks instead of growing the file.
 func (w *WAL) zeroFill(end int64) error {
 	from := max(w.zeroEnd, w.off)
-	zeros := make([]byte, min(end-from, 256<<10))
+	if len(w.zeros) == 0 {
+		w.zeros = make([]byte, 256<<10)
+	}
+	zeros := w.zeros
 	for from < end {
 		n := min(int64(len(zeros)), end-from)
 		if _, err := w.f.WriteAt(zeros[:n], from); err != nil {
