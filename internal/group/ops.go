@@ -188,8 +188,8 @@ func (g *Group) Info(section string) string {
 		}
 		fmt.Fprintf(&b, "role:%s\r\nconnected_slaves:%d\r\n", role, max(len(st.Voters)-1, 0))
 	case "raft":
-		fmt.Fprintf(&b, "raft_group:%d\r\nraft_id:%d\r\nraft_state:%s\r\nraft_leader:%d\r\nraft_term:%d\r\nraft_commit_index:%d\r\nraft_applied_index:%d\r\nraft_snapshot_index:%d\r\nraft_voters:%d\r\n",
-			g.cfg.GroupID, st.ID, st.State, st.Leader, st.Term, st.Commit, st.Applied, st.SnapshotIndex, len(st.Voters))
+		fmt.Fprintf(&b, "raft_group:%d\r\nraft_id:%d\r\nraft_state:%s\r\nraft_leader:%d\r\nraft_term:%d\r\nraft_commit_index:%d\r\nraft_applied_index:%d\r\nraft_snapshot_index:%d\r\nraft_voters:%d\r\nraft_commit_notices_dropped:%d\r\n",
+			g.cfg.GroupID, st.ID, st.State, st.Leader, st.Term, st.Commit, st.Applied, st.SnapshotIndex, len(st.Voters), st.NoticesDropped)
 	case "keyspace":
 		if n := g.tab.Len(); n > 0 {
 			fmt.Fprintf(&b, "db0:keys=%d,expires=0,avg_ttl=0\r\n", n)

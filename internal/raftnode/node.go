@@ -140,6 +140,7 @@ type Node struct {
 	term          atomic.Uint64
 	commit        atomic.Uint64 // commit index of the newest HardState, published before its messages leave
 	state         atomic.Uint64 // raft.StateType of the newest SoftState
+	dropped       atomic.Uint64 // commit notices not sent (commitOnly)
 	persisted     uint64        // index of the last entry written to the WAL (raft loop only)
 
 	// appliedMu guards appliedWaiters: barriers waiting for the apply index to reach a value.
@@ -353,6 +354,8 @@ type Status struct {
 	ID, Leader, Term, Commit, Applied, SnapshotIndex uint64
 	State                                            string
 	Voters                                           []uint64
+	// NoticesDropped counts the commit notices this node, as leader, did not send (commitOnly).
+	NoticesDropped uint64
 }
 
 // Status reports the node's current raft state.
@@ -363,7 +366,7 @@ func (n *Node) Status() Status {
 	}
 	return Status{ID: n.cfg.ID, Leader: n.leader.Load(), Term: n.term.Load(), Commit: n.commit.Load(),
 		Applied: n.applied.Load(), SnapshotIndex: atomic.LoadUint64(&n.snapshotIndex),
-		State: raft.StateType(n.state.Load()).String(), Voters: voters}
+		State: raft.StateType(n.state.Load()).String(), Voters: voters, NoticesDropped: n.dropped.Load()}
 }
 
 // Leader returns the id of the leader this node believes in, or 0 when none is known.
@@ -482,6 +485,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 			switch m.Type {
 			case raftpb.MsgApp:
 				if len(m.Entries) == 0 && n.commitOnly(m) {
+					n.dropped.Add(1)
 					continue
 				}
 				early = append(early, m)

@@ -261,6 +261,34 @@ func TestForwardedProposalsApplyWithoutWaitingForHeartbeats(t *testing.T) {
 	}
 }
 
+// Writes proposed on the leader reach followers that forwarded nothing without a commit notice
+// each: the leader drops those (commitOnly), and the followers still converge (from later appends
+// and heartbeats).
+func TestLeaderDropsCommitNoticesToIdleFollowers(t *testing.T) {
+	c := newTestCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.propose(ctx, 1, "warm")
+	var lead uint64
+	for lead == 0 {
+		lead = c.nodes[1].Leader()
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The warm-up may have been forwarded by a follower: wait until no follower counts as
+	// waiting any more, so that every notice from here on is one the rule applies to.
+	time.Sleep(c.nodes[lead].waitingFor() + 50*time.Millisecond)
+	before := c.nodes[lead].Status().NoticesDropped
+	for i := range 20 {
+		c.propose(ctx, lead, fmt.Sprint("w", i))
+	}
+	if got := c.nodes[lead].Status().NoticesDropped - before; got < 20 {
+		t.Fatalf("leader dropped %d commit notices over 20 sequential writes to 2 idle followers; want most of 40", got)
+	}
+	for id := range c.nodes {
+		c.waitLen(ctx, id, 21)
+	}
+}
+
 // A restarted node reports the term and commit index it recovered, before raft has any reason
 // to report a new HardState.
 func TestStatusAfterRestart(t *testing.T) {
