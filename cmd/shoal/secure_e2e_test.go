@@ -7,16 +7,17 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/shoal-kv/shoal/internal/freeport"
 	"github.com/shoal-kv/shoal/internal/harness"
 	"github.com/shoal-kv/shoal/internal/tlsconf"
 )
@@ -164,12 +165,22 @@ func TestDemoTLS(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var out strings.Builder
+	var (
+		mu  sync.Mutex
+		out strings.Builder
+	)
+	output := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return out.String()
+	}
 	ready := make(chan bool, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
+			mu.Lock()
 			out.WriteString(sc.Text() + "\n")
+			mu.Unlock()
 			if strings.Contains(sc.Text(), "press Ctrl-C") {
 				ready <- true
 			}
@@ -184,14 +195,14 @@ func TestDemoTLS(t *testing.T) {
 	select {
 	case ok := <-ready:
 		if !ok {
-			t.Fatalf("demo exited:\n%s", out.String())
+			t.Fatalf("demo exited:\n%s", output())
 		}
 	case <-ctx.Done():
-		t.Fatal("demo did not start in time")
+		t.Fatalf("demo did not start in time; its output so far:\n%s", output())
 	}
 	ca := filepath.Join(dir, "tls", tlsconf.CAFile)
-	if !strings.Contains(out.String(), "redis-cli --tls --cacert "+ca) {
-		t.Fatalf("demo does not say how to connect with TLS:\n%s", out.String())
+	if !strings.Contains(output(), "redis-cli --tls --cacert "+ca) {
+		t.Fatalf("demo does not say how to connect with TLS:\n%s", output())
 	}
 	anon, err := tlsconf.ClientOnly(ca)
 	if err != nil {
@@ -207,28 +218,13 @@ func TestDemoTLS(t *testing.T) {
 	}
 }
 
-// demoPorts finds a base port with n consecutive free client ports and their peer ports.
+// demoPorts finds a base port with n consecutive free client ports and their peer ports (10000
+// above), in the band freeport keeps for such blocks: the ports stay unbound while the demo
+// starts its processes, and no other picker draws from that band.
 func demoPorts(t *testing.T, n int) int {
-	// Below the kernel's ephemeral range (32768 and up here), both for the client ports and the
-	// peer ports 10000 above them, so that the many outgoing connections other tests open at the
-	// same time cannot be holding them.
-	for range 200 {
-		p := 20000 + rand.IntN(2700)
-		ok := true
-		for i := range n {
-			for _, port := range []int{p + i, p + i + 10000} {
-				l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-				if err != nil {
-					ok = false
-					break
-				}
-				l.Close()
-			}
-		}
-		if ok {
-			return p
-		}
+	p, err := freeport.Block(n, 10000)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port range for the demo")
-	return 0
+	return p
 }

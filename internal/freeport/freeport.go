@@ -7,6 +7,10 @@
 // therefore drawn at random from outside the ephemeral range, where the kernel never hands
 // them out on its own, and never twice by one Picker (a cluster names all its ports before any
 // member listens); only another picker drawing the same port in the same instant collides.
+//
+// Single ports come from below blockBand and from above the ephemeral range; the band from
+// blockBand up to the ephemeral range is left to Block, for layouts that need consecutive ports
+// (`shoal demo --base-port`), which stay unbound for longer while their processes start.
 package freeport
 
 import (
@@ -46,6 +50,9 @@ func (pk *Picker) claim(p, offset int) bool {
 // lowest is the smallest port handed out: below it sit well-known and commonly configured ports.
 const lowest = 10000
 
+// blockBand is where the band kept for Block starts.
+const blockBand = 20000
+
 // Port returns a port on 127.0.0.1 that was free a moment ago and lies outside the kernel's
 // ephemeral range, for a single use (a Picker avoids repeats across several).
 func Port() (int, error) {
@@ -69,9 +76,9 @@ func (pk *Picker) Port() (int, error) {
 // Picker before; offset 0 checks p alone.
 func (pk *Picker) PortWith(offset int) (int, error) {
 	lo, hi := ephemeralRange()
-	var ranges [][2]int // candidate [from, to] ranges outside the ephemeral one
-	if lo-1 >= lowest {
-		ranges = append(ranges, [2]int{lowest, lo - 1})
+	var ranges [][2]int // candidate [from, to] ranges outside the ephemeral one and Block's band
+	if top := min(lo, blockBand) - 1; top >= lowest {
+		ranges = append(ranges, [2]int{lowest, top})
 	}
 	if hi+1 <= 65535-offset {
 		ranges = append(ranges, [2]int{hi + 1, 65535 - offset})
@@ -115,6 +122,29 @@ func (pk *Picker) PortWith(offset int) (int, error) {
 		return p, nil
 	}
 	return 0, fmt.Errorf("free port: no free port found: %w", lastErr)
+}
+
+// Block returns a base port p such that p..p+n-1 and, when offset is not 0, p+offset..p+offset+n-1
+// are free, all in the band kept for blocks (between blockBand and the ephemeral range).
+func Block(n, offset int) (int, error) {
+	lo, _ := ephemeralRange()
+	top := lo - n - offset // the highest base whose ports all stay below the ephemeral range
+	if top < blockBand {
+		return 0, fmt.Errorf("free port: no room for %d ports %d apart below %d", n, offset, lo)
+	}
+	var lastErr error
+	for range 200 {
+		p := blockBand + rand.IntN(top-blockBand+1)
+		var err error
+		for i := 0; i < n && err == nil; i++ {
+			err = tryPorts(p+i, offset)
+		}
+		if err == nil {
+			return p, nil
+		}
+		lastErr = err
+	}
+	return 0, fmt.Errorf("free port: no free block of %d found: %w", n, lastErr)
 }
 
 // Addr returns "127.0.0.1:<port>" for a port from the Picker's Port.

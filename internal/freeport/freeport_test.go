@@ -103,3 +103,35 @@ func TestPortWithOffsetOutsideEphemeral(t *testing.T) {
 		}
 	}
 }
+
+// Block hands out consecutive free ports (and their offset twins) in its own band, which single
+// ports never come from.
+func TestBlock(t *testing.T) {
+	lo, _ := ephemeralRange()
+	p, err := Block(3, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p < blockBand || p+2+10000 >= lo {
+		t.Fatalf("block at %d outside [%d, %d)", p, blockBand, lo)
+	}
+	for i := range 3 {
+		for _, q := range []int{p + i, p + i + 10000} {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(q)))
+			if err != nil {
+				t.Fatalf("port %d of the block not listenable: %v", q, err)
+			}
+			l.Close()
+		}
+	}
+	var pk Picker
+	for range 200 {
+		q, err := pk.Port()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q >= blockBand && q < lo {
+			t.Fatalf("single port %d drawn from the block band", q)
+		}
+	}
+}
