@@ -148,6 +148,20 @@ func (c *testCluster) propose(ctx context.Context, via uint64, data string) {
 	}
 }
 
+// warmLeader commits a first entry through node 1 and returns the leader node 1 then knows.
+func (c *testCluster) warmLeader(ctx context.Context) uint64 {
+	c.propose(ctx, 1, "warm")
+	for {
+		if lead := c.nodes[1].Leader(); lead != 0 {
+			return lead
+		}
+		if ctx.Err() != nil {
+			c.t.Fatal("no leader")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // waitLen waits until node id's barrier confirms it has applied at least n payloads.
 func (c *testCluster) waitLen(ctx context.Context, id uint64, n int) []string {
 	for {
@@ -235,14 +249,7 @@ func TestForwardedProposalsApplyWithoutWaitingForHeartbeats(t *testing.T) {
 	c := newTestCluster(t, 3, func(cfg *Config) { cfg.HeartbeatTicks, cfg.ElectionTicks = 25, 50 })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c.propose(ctx, 1, "warm")
-	var follower uint64
-	for follower == 0 {
-		if lead := c.nodes[1].Leader(); lead != 0 {
-			follower = lead%3 + 1
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	follower := c.warmLeader(ctx)%3 + 1
 	start := time.Now()
 	for i := range 20 {
 		n0 := len(c.sms[follower].snapshotOf())
@@ -268,12 +275,7 @@ func TestLeaderDropsCommitNoticesToIdleFollowers(t *testing.T) {
 	c := newTestCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c.propose(ctx, 1, "warm")
-	var lead uint64
-	for lead == 0 {
-		lead = c.nodes[1].Leader()
-		time.Sleep(10 * time.Millisecond)
-	}
+	lead := c.warmLeader(ctx)
 	// The warm-up may have been forwarded by a follower: wait until no follower counts as
 	// waiting any more, so that every notice from here on is one the rule applies to.
 	time.Sleep(c.nodes[lead].waitingFor() + 50*time.Millisecond)
