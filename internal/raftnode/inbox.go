@@ -10,9 +10,9 @@ import (
 // The raft state (a raft.RawNode) belongs to the raft loop alone. Everything that reaches it
 // from other goroutines (messages from peers, proposals, read-index requests, reports from the
 // transport) is queued in the inbox and taken by the loop in one batch per wake-up. raft.Node
-// would put a goroutine of its own between every caller and the state, with a channel hand-off
-// per message, per proposal, per Ready and per Advance: on a write's critical path, from client
-// to commit and back, that was about one extra goroutine switch per step on every replica.
+// put a goroutine of its own between every caller and the state (a channel hand-off per
+// message, proposal, Ready and Advance); that measured no slower, but with one owner the loop
+// can read raft's progress tracking while it sends (commitOnly) without racing that goroutine.
 
 // opKind says what an inbox entry asks of raft.
 type opKind uint8

@@ -379,7 +379,7 @@ func (n *Node) IsLeader() bool { return n.leader.Load() == n.cfg.ID }
 func (n *Node) ID() uint64 { return n.cfg.ID }
 
 // TransferLeadership asks the leader to hand leadership to the given node.
-func (n *Node) TransferLeadership(ctx context.Context, to uint64) {
+func (n *Node) TransferLeadership(to uint64) {
 	n.revokeLease()
 	n.inbox.post(op{kind: opTransfer, id: to})
 }

@@ -241,16 +241,16 @@ func TestLostBatchRecordIsCorrupt(t *testing.T) {
 	}
 }
 
-// A record of synced data that holds a zeroed sector of its own (a value of zeros) and then
-// gets a flipped bit is corruption, not a torn write, when later Saves follow it: the zero
-// sector is not in the last write.
+// A record of synced data that holds a whole aligned page of zeros of its own (a value of
+// zeros) and then gets a flipped bit is corruption, not a torn write, when later Saves follow
+// it: the zero page is not in the last write.
 func TestZeroSectorInSyncedDataIsCorrupt(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{Preallocate: 64 << 10}
 	w, _ := reopen(t, dir, opts)
 	mustSave(t, w, raftpb.HardState{Term: 1, Vote: 2, Commit: 1}, ents(1, 1, 1))
 	at := w.off
-	mustSave(t, w, raftpb.HardState{Term: 1, Vote: 2, Commit: 2}, []raftpb.Entry{{Index: 2, Term: 1, Data: make([]byte, 4096)}})
+	mustSave(t, w, raftpb.HardState{Term: 1, Vote: 2, Commit: 2}, []raftpb.Entry{{Index: 2, Term: 1, Data: make([]byte, 2*pageSize)}}) // holds a whole aligned page wherever it starts
 	for i := uint64(3); i <= 10; i++ {
 		mustSave(t, w, raftpb.HardState{Term: 1, Vote: 2, Commit: i}, ents(i, i, 1))
 	}
