@@ -5,8 +5,9 @@
 // Two load generators drive every target so that each comparison uses the same client:
 // redis-benchmark (for the RESP targets; its --csv output is parsed here) and the package's own
 // Go generator, which speaks RESP (routing by slot with CLUSTER SLOTS for cluster targets) and
-// etcd's v3 JSON HTTP gateway. The Go generator adds what redis-benchmark lacks: a fixed-duration
-// concurrency sweep, zipfian keys, read/write mixes, an etcd driver and a latency histogram.
+// drives etcd through etcd's own Go client (clientv3, gRPC). The Go generator adds what
+// redis-benchmark lacks: a fixed-duration concurrency sweep, zipfian keys, read/write mixes, an
+// etcd driver and a latency histogram.
 //
 // A scaling phase starts one more Shoal cluster with a single replica group, joins groups to it
 // one at a time through the shard controller and measures GET and SET at every size, giving the

@@ -1,46 +1,90 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
+	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/connectivity"
 )
 
 // etcdMaxTxnOps is etcd's default --max-txn-ops: a batch of SETs is sent as transactions of at
 // most this many puts.
 const etcdMaxTxnOps = 128
 
-// EtcdDriver speaks to one etcd member through its v3 JSON HTTP gateway (grpc-gateway):
-// POST /v3/kv/put {"key","value"} and POST /v3/kv/range {"key"}, keys and values base64. Range
-// is linearizable (etcd's default), like Shoal's GET. Each driver has its own HTTP transport
-// with one keep-alive connection, the analogue of one RESP connection.
+// etcdDialTimeout bounds establishing a driver's connection. clientv3 connects lazily and would
+// otherwise make the first operation wait for it (inside the measured duration); a member that
+// is not listening must fail the driver quickly, so startEtcd's probe can poll again.
+const etcdDialTimeout = 5 * time.Second
+
+// etcdMaxRetries caps clientv3's own retries of an RPC that failed as Unavailable (its default
+// is 100): the same bound RESPDriver gives TRYAGAIN, so both kinds of target are treated alike,
+// and an election costs a few retries rather than the whole op timeout.
+const etcdMaxRetries = 5
+
+// EtcdDriver speaks to one etcd member through etcd's own Go client (go.etcd.io/etcd/client/v3,
+// gRPC): SET is a Put, GET a Get, which clientv3 makes linearizable by default, like Shoal's
+// GET. Each driver owns one clientv3.Client configured with a single endpoint, so it holds one
+// gRPC (HTTP/2) connection to one member, the analogue of one RESP connection; N workers are N
+// connections.
 type EtcdDriver struct {
-	base   string // http://host:port
-	client *http.Client
-	tr     *http.Transport
-	body   bytes.Buffer
+	cli *clientv3.Client
+	txn []clientv3.Op // reused across batches of SETs
 }
 
-// NewEtcdDriver returns a driver for the member whose client URL is base ("http://127.0.0.1:2379").
-func NewEtcdDriver(base string) *EtcdDriver {
-	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-		MaxIdleConns:        1,
-		MaxIdleConnsPerHost: 1,
-		IdleConnTimeout:     time.Minute,
-		DisableCompression:  true,
+// NewEtcdDriver connects to the member whose client URL is endpoint ("http://127.0.0.1:2379")
+// and waits, at most etcdDialTimeout and while ctx lasts, until the connection is up, so that
+// dialling happens before a load's clock starts.
+func NewEtcdDriver(ctx context.Context, endpoint string) (*EtcdDriver, error) {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:          []string{endpoint},
+		DialTimeout:        etcdDialTimeout,
+		Logger:             zap.NewNop(), // clientv3 logs retries and reconnects; the report is the output
+		MaxUnaryRetries:    etcdMaxRetries,
+		BackoffWaitBetween: retryPause,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd %s: %w", endpoint, err)
 	}
-	return &EtcdDriver{base: base, tr: tr, client: &http.Client{Transport: tr, Timeout: opTimeout}}
+	if err := waitConnected(ctx, cli); err != nil {
+		_ = cli.Close()
+		return nil, fmt.Errorf("etcd %s: %w", endpoint, err)
+	}
+	return &EtcdDriver{cli: cli}, nil
 }
 
-// Do implements Driver. etcd has no pipelining over one HTTP/1.1 connection, so a batch of GETs
-// runs one after another; a batch of only SETs (preloading) becomes transactions of up to 128
-// puts, which is how a bulk load into etcd is done.
+// waitConnected makes cli's connection leave idle and waits until it is ready. A transient
+// failure (nothing listening yet) is returned at once rather than waited through: gRPC's
+// reconnect backoff would hold the caller for seconds, and callers poll (startEtcd) or fail the
+// load anyway.
+func waitConnected(ctx context.Context, cli *clientv3.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, etcdDialTimeout)
+	defer cancel()
+	conn := cli.ActiveConnection()
+	conn.Connect()
+	for {
+		switch s := conn.GetState(); s {
+		case connectivity.Ready:
+			return nil
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			return fmt.Errorf("connect: %s", s)
+		default:
+			if !conn.WaitForStateChange(ctx, s) {
+				return fmt.Errorf("connect: %w", ctx.Err())
+			}
+		}
+	}
+}
+
+// Do implements Driver. A clientv3 call blocks until its answer, so a batch of GETs or a mix
+// runs one operation after another (no pipelining); a batch of only SETs (preloading) becomes
+// transactions of up to etcdMaxTxnOps puts, which is how a bulk load into etcd is done. Each
+// request gets its own opTimeout, so a member that stops answering fails the worker instead of
+// hanging it, and clientv3's retries cannot outlast the bound.
 func (d *EtcdDriver) Do(ctx context.Context, ops []Op) (int, error) {
 	allSets := len(ops) > 1
 	for _, op := range ops {
@@ -53,94 +97,61 @@ func (d *EtcdDriver) Do(ctx context.Context, ops []Op) (int, error) {
 	if allSets {
 		for len(ops) > 0 {
 			n := min(len(ops), etcdMaxTxnOps)
-			ok, err := d.post(ctx, "/v3/kv/txn", d.txnBody(ops[:n]))
-			if err != nil {
-				return failed, err
+			d.txn = d.txn[:0]
+			for _, op := range ops[:n] {
+				d.txn = append(d.txn, clientv3.OpPut(string(op.Key), string(op.Value)))
 			}
-			if !ok {
+			opCtx, cancel := context.WithTimeout(ctx, opTimeout)
+			_, err := d.cli.Txn(opCtx).Then(d.txn...).Commit()
+			cancel()
+			if refused(err) {
 				failed += n
+			} else if err != nil {
+				return failed, fmt.Errorf("etcd txn: %w", err)
 			}
 			ops = ops[n:]
 		}
 		return failed, nil
 	}
 	for _, op := range ops {
-		var ok bool
 		var err error
+		opCtx, cancel := context.WithTimeout(ctx, opTimeout)
 		if op.Kind == OpSet {
-			ok, err = d.post(ctx, "/v3/kv/put", d.kvBody(op.Key, op.Value))
+			_, err = d.cli.Put(opCtx, string(op.Key), string(op.Value))
 		} else {
-			ok, err = d.post(ctx, "/v3/kv/range", d.kvBody(op.Key, nil))
+			_, err = d.cli.Get(opCtx, string(op.Key)) // linearizable: no WithSerializable
 		}
-		if err != nil {
-			return failed, err
-		}
-		if !ok {
+		cancel()
+		if refused(err) {
 			failed++
+		} else if err != nil {
+			return failed, fmt.Errorf("etcd %s: %w", opName(op.Kind), err)
 		}
 	}
 	return failed, nil
 }
 
-func (d *EtcdDriver) kvBody(key, value []byte) []byte {
-	d.body.Reset()
-	d.body.WriteString(`{"key":"`)
-	d.b64(key)
-	if value != nil {
-		d.body.WriteString(`","value":"`)
-		d.b64(value)
-	}
-	d.body.WriteString(`"}`)
-	return d.body.Bytes()
+// refused reports whether err is etcd's answer refusing the request (an etcdserver or mvcc
+// error such as "too many requests", "request timed out" or "too many operations in txn
+// request"), as opposed to a failure to get an answer at all (connection lost, op timeout, the
+// run's context ended). The first counts as a failed operation; the second stops the worker.
+func refused(err error) bool {
+	var ee rpctypes.EtcdError
+	return err != nil && errors.As(err, &ee)
 }
 
-func (d *EtcdDriver) txnBody(ops []Op) []byte {
-	d.body.Reset()
-	d.body.WriteString(`{"success":[`)
-	for i, op := range ops {
-		if i > 0 {
-			d.body.WriteByte(',')
-		}
-		d.body.WriteString(`{"requestPut":{"key":"`)
-		d.b64(op.Key)
-		d.body.WriteString(`","value":"`)
-		d.b64(op.Value)
-		d.body.WriteString(`"}}`)
+func opName(k OpKind) string {
+	if k == OpSet {
+		return "put"
 	}
-	d.body.WriteString(`]}`)
-	return d.body.Bytes()
+	return "get"
 }
 
-func (d *EtcdDriver) b64(b []byte) {
-	enc := base64.StdEncoding
-	n := enc.EncodedLen(len(b))
-	d.body.Grow(n)
-	buf := d.body.AvailableBuffer()[:n]
-	enc.Encode(buf, b)
-	d.body.Write(buf)
-}
-
-// post sends one request; ok is false when etcd answered with a non-200 status (a refused
-// operation), err is set when the request did not complete.
-func (d *EtcdDriver) post(ctx context.Context, path string, body []byte) (ok bool, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.base+path, bytes.NewReader(body))
-	if err != nil {
-		return false, fmt.Errorf("etcd %s: %w", path, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	res, err := d.client.Do(req)
-	if err != nil {
-		return false, fmt.Errorf("etcd %s: %w", path, err)
-	}
-	// Drain so the connection is reused: a new TCP connection per request would measure the
-	// kernel, not etcd.
-	_, _ = io.Copy(io.Discard, res.Body)
-	_ = res.Body.Close()
-	return res.StatusCode == http.StatusOK, nil
-}
-
-// Close implements Driver.
+// Close implements Driver: it closes the client, which closes its connection and stops its
+// goroutines.
 func (d *EtcdDriver) Close() error {
-	d.tr.CloseIdleConnections()
+	if err := d.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("etcd close: %w", err)
+	}
 	return nil
 }

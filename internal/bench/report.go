@@ -75,14 +75,14 @@ func RenderMarkdown(w io.Writer, res *Results, plots []string) {
 	p("\nWhat the comparisons mean: Redis here keeps no persistence while every Shoal write is fsynced to its WAL (on a majority " +
 		"for `shoal-3`/`shoal-3x3`) before it is acknowledged, so SET rows against Redis measure the price of durability and " +
 		"consensus, not only implementation speed; `etcd-3` is the like-for-like peer for replicated writes and linearizable reads. " +
-		"etcd is driven through its JSON gateway over HTTP/1.1 (one request in flight per connection) rather than gRPC, which " +
-		"costs it some throughput compared with its own Go client.\n")
+		"etcd is driven through its own Go client (`go.etcd.io/etcd/client/v3`, gRPC), one client with its own connection per " +
+		"worker and one request in flight per connection, so etcd has no pipelined rows.\n")
 	p("\n## Workloads\n\n")
 	p("Keys are 16 bytes (`key:` and 12 digits, redis-benchmark's `key:__rand_int__`), values %d bytes, drawn from %d preloaded keys. "+
 		"**Go generator** (`internal/bench`): fixed-duration runs (%v each) of N clients, one connection each; RESP targets are driven "+
-		"cluster-aware (CLUSTER SLOTS, each key to its slot's master, which for Shoal is the group's raft leader); etcd through its v3 "+
-		"JSON gateway (`/v3/kv/put`, linearizable `/v3/kv/range`), workers spread over the 3 members. Latency is per operation from "+
-		"an HDR-style histogram (a pipelined batch's latency counts for each of its operations). Zipfian keys use YCSB's theta %.2f. "+
+		"cluster-aware (CLUSTER SLOTS, each key to its slot's master, which for Shoal is the group's raft leader); etcd through its own "+
+		"Go client, clientv3 over gRPC (`Put`, linearizable `Get`; one client and connection per worker), workers spread over "+
+		"the 3 members. Latency is per operation from an HDR-style histogram (a pipelined batch's latency counts for each of its operations). Zipfian keys use YCSB's theta %.2f. "+
 		"**redis-benchmark**: `-t set|get -c %d -d %d -r %d [-P 16] --csv`, with `--cluster` for the two cluster targets; `shoal-3` is driven at its raft leader without `--cluster` (redis-benchmark refuses a one-master cluster); "+
 		"-n is sized from the Go generator's throughput so that each invocation lasts about the same time.\n\n",
 		res.ValueSize, res.Keyspace, res.Duration, ZipfTheta, res.RBClients, res.ValueSize, res.Keyspace)

@@ -54,7 +54,7 @@ type Target struct {
 	// the summed RSS growth of its processes into memory per stored pair.
 	Copies int
 	Nodes  []ServerProc // every server process that stores data
-	// Endpoints are where clients connect: host:port for RESP, base URLs for etcd.
+	// Endpoints are where clients connect: host:port for RESP, client URLs for etcd.
 	Endpoints []string
 }
 
@@ -66,7 +66,11 @@ func (t *Target) Factory() DriverFactory {
 	return func(ctx context.Context, i int) (Driver, error) {
 		ep := t.Endpoints[i%len(t.Endpoints)]
 		if t.Proto == ProtoEtcd {
-			return NewEtcdDriver(ep), nil
+			d, err := NewEtcdDriver(ctx, ep)
+			if err != nil {
+				return nil, err // not a nil *EtcdDriver inside a non-nil Driver
+			}
+			return d, nil
 		}
 		return NewRESPDriver(ctx, ep)
 	}
@@ -273,7 +277,10 @@ func (e *Env) startEtcd(ctx context.Context) (*Target, error) {
 	}
 	for _, ep := range t.Endpoints {
 		err := waitFor(ctx, 30*time.Second, "etcd "+ep, func() error {
-			d := NewEtcdDriver(ep)
+			d, err := NewEtcdDriver(ctx, ep)
+			if err != nil {
+				return err
+			}
 			defer d.Close()
 			f, err := d.Do(ctx, []Op{{Kind: OpSet, Key: []byte("bench:probe"), Value: []byte("1")}})
 			if err == nil && f > 0 {
