@@ -3,6 +3,7 @@ package group
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -242,4 +243,95 @@ func TestWithdrawnWriteNeverApplies(t *testing.T) {
 	if e := s.proposals[1]; op(e[0]) == opBatch {
 		t.Fatalf("the batch left with one write should be proposed bare")
 	}
+}
+
+// startWrites starts n increments on g and returns their waits.
+func startWrites(t *testing.T, ctx context.Context, g *Group, n int) []Wait {
+	t.Helper()
+	waits := make([]Wait, n)
+	for i := range waits {
+		w, err := g.Start(ctx, Write{Op: WriteIncrBy, Args: [][]byte{[]byte("ctr")}, Delta: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits[i] = w
+	}
+	return waits
+}
+
+// awaitWrites waits for every write of waits.
+func awaitWrites(t *testing.T, ctx context.Context, waits []Wait) {
+	t.Helper()
+	for i, w := range waits {
+		if _, err := w.Result(ctx); err != nil {
+			t.Fatalf("write %d of %d: %v", i, len(waits), err)
+		}
+	}
+}
+
+// windowGroup returns a group with the given window whose first entry holds one write and whose
+// second holds n: the first proposal is held while the n are started, so they share one entry,
+// proposed at once (a lone write before it means no wait).
+func windowGroup(t *testing.T, ctx context.Context, window time.Duration, n int) (*loopback, *Group) {
+	t.Helper()
+	l := &loopback{hold: make(chan struct{}), entered: make(chan struct{})}
+	g := New(Config{GroupID: 1, Table: table.New(), Window: window})
+	g.Bind(l)
+	l.groups = append(l.groups, g)
+	first := startWrites(t, ctx, g, 1)
+	<-l.entered
+	rest := startWrites(t, ctx, g, n)
+	close(l.hold)
+	awaitWrites(t, ctx, append(first, rest...))
+	return l, g
+}
+
+// TestWindowEndsWhenWritersAreBack: with a window far longer than the test, a batch that holds as
+// many writes as the previous one (all of its writers are back) is proposed at once.
+func TestWindowEndsWhenWritersAreBack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n := earlyBatch + 2
+	l, g := windowGroup(t, ctx, time.Hour, n)
+	awaitWrites(t, ctx, startWrites(t, ctx, g, n))   // as many as before: one entry, at once
+	awaitWrites(t, ctx, startWrites(t, ctx, g, n+3)) // more: at once when n are in
+	got := entrySizes(t, l)
+	if len(got) < 4 || fmt.Sprint(got[:3]) != fmt.Sprint([]int{1, n, n}) || got[3] < n {
+		t.Fatalf("entries hold %v writes, want 1, %d, %d, then %d split with at least %d first", got, n, n, n+3, n)
+	}
+}
+
+// TestWindowHoldsSmallerBatches: a batch smaller than the previous one waits out the window, so
+// the writes of a lighter load still share entries.
+func TestWindowHoldsSmallerBatches(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const window = 200 * time.Millisecond
+	n := earlyBatch + 2
+	l, g := windowGroup(t, ctx, window, n)
+	awaitWrites(t, ctx, startWrites(t, ctx, g, earlyBatch))
+	if got, want := entrySizes(t, l), []int{1, n, earlyBatch}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("entries hold %v writes, want %v", got, want)
+	}
+	// The last entry went no sooner than a window after the one before it started (that start
+	// precedes its arrival at the loopback by a moment, hence the slack).
+	if gap := l.times[2].Sub(l.times[1]); gap < window*3/4 {
+		t.Fatalf("a smaller batch was proposed %v after the previous one, want about %v", gap, window)
+	}
+}
+
+// entrySizes returns how many writes each proposed entry holds.
+func entrySizes(t *testing.T, l *loopback) []int {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var sizes []int
+	for _, e := range l.proposals {
+		n := 0
+		if err := forEachCommand(e, func([]byte) { n++ }); err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes
 }

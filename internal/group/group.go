@@ -62,8 +62,9 @@ type Config struct {
 	Controlled bool
 	Table      *table.Table
 	Logger     *slog.Logger
-	// Window is the shortest time between two proposals while writes keep arriving (see
-	// drain); 0 proposes every batch as soon as the previous one was handed to raft.
+	// Window is the shortest time between two proposals while writes keep arriving, unless the
+	// queued batch already matches the previous one (see drain); 0 proposes every batch as soon
+	// as the previous one was handed to raft.
 	Window time.Duration
 }
 
@@ -127,6 +128,7 @@ func New(cfg Config) *Group {
 	}
 	g.props.next = binary.LittleEndian.Uint64(b[:]) >> 1
 	g.props.proposed = g.props.next
+	g.props.full = make(chan struct{}, 1)
 	return g
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/shoal-kv/shoal/internal/raftnode"
 	"github.com/shoal-kv/shoal/internal/table"
@@ -21,6 +22,7 @@ type loopback struct {
 	index     uint64
 	groups    []*Group
 	proposals [][]byte
+	times     []time.Time // when each proposal reached the loopback
 
 	hold, entered chan struct{}
 	fail          func(call int) error // error for the call-th proposal (from 0), or nil
@@ -45,6 +47,7 @@ func (l *loopback) Propose(_ context.Context, data []byte) error {
 	defer l.mu.Unlock()
 	l.index++
 	l.proposals = append(l.proposals, append([]byte(nil), data...))
+	l.times = append(l.times, time.Now())
 	for _, g := range l.groups {
 		g.Apply(l.index, data)
 	}
