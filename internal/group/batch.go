@@ -77,6 +77,7 @@ func (g *Group) enqueue(c *command, ch chan result) uint64 {
 	c.reqID = q.next
 	g.waitMu.Lock()
 	g.waiters[c.reqID] = ch
+	waiting := len(g.waiters)
 	g.waitMu.Unlock()
 	n := c.encodedLen()
 	var b *batch
@@ -97,7 +98,7 @@ func (g *Group) enqueue(c *command, ch chan result) uint64 {
 	}
 	b.data = c.encode(b.data)
 	b.ids = append(b.ids, c.reqID)
-	if q.waiting && (len(q.queue) > 1 || q.enough(b)) {
+	if q.waiting && (len(q.queue) > 1 || q.enough(b, waiting)) {
 		q.waiting = false
 		q.full <- struct{}{} // cannot block: drain emptied it before waiting
 	}
@@ -129,7 +130,7 @@ func (g *Group) drain() {
 			return
 		}
 		if wait := g.cfg.Window - time.Since(q.lastStart); q.lastCount > 1 && wait > 0 && len(q.queue) == 1 &&
-			!q.enough(q.queue[0]) {
+			!q.enough(q.queue[0], g.waiterCount()) {
 			select {
 			case <-q.full: // a signal the previous wait did not take
 			default:
@@ -209,9 +210,22 @@ func (g *Group) proposeBatch(b *batch) {
 }
 
 // enough reports whether b, waiting out the window, already holds as many writes as the previous
-// batch, and at least earlyBatch: under a steady load the writers of the previous entry are then
-// all back, so waiting longer delays them without gathering more. Called with q.mu held.
-func (q *proposals) enough(b *batch) bool { return len(b.ids) >= max(q.lastCount, earlyBatch) }
+// batch: under a steady load the writers of the previous entry are then all back, so waiting
+// longer delays them without gathering more. Small batches also need every other write answered
+// (waiting, the writes with a waiter, are all in b): while one is in flight, its writers return
+// soon and should share b, or the load splits into small entries in flight together, each paying
+// the per-entry cost. Called with q.mu held (only the last batch in the queue is ever checked).
+func (q *proposals) enough(b *batch, waiting int) bool {
+	n := len(b.ids)
+	return n >= q.lastCount && (n >= earlyBatch || waiting == n)
+}
+
+// waiterCount is how many writes have a waiter: queued or in flight.
+func (g *Group) waiterCount() int {
+	g.waitMu.Lock()
+	defer g.waitMu.Unlock()
+	return len(g.waiters)
+}
 
 // without returns b less its withdrawn writes, which it forgets. Called with q.mu held.
 func (q *proposals) without(b *batch) *batch {

@@ -301,6 +301,22 @@ func TestWindowEndsWhenWritersAreBack(t *testing.T) {
 	}
 }
 
+// TestWindowEndsForFewWritersWhenNothingIsInFlight: fewer than earlyBatch writers, all back and
+// nothing else in flight, are proposed at once too (only a batch still being answered is worth
+// waiting for).
+func TestWindowEndsForFewWritersWhenNothingIsInFlight(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n := earlyBatch / 2
+	l, g := windowGroup(t, ctx, time.Hour, n)
+	for range 3 {
+		awaitWrites(t, ctx, startWrites(t, ctx, g, n))
+	}
+	if got, want := entrySizes(t, l), []int{1, n, n, n, n}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("entries hold %v writes, want %v", got, want)
+	}
+}
+
 // TestWindowHoldsSmallerBatches: a batch smaller than the previous one waits out the window, so
 // the writes of a lighter load still share entries.
 func TestWindowHoldsSmallerBatches(t *testing.T) {
