@@ -7,13 +7,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/shoal-kv/shoal/internal/controller"
 	"github.com/shoal-kv/shoal/internal/keyspace"
+	"github.com/shoal-kv/shoal/internal/snap"
 	"github.com/shoal-kv/shoal/internal/table"
 )
 
@@ -454,6 +459,12 @@ func TestRestoreVersion2(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameState(t, "version 2", dump(t, r), want)
+	// A restarting replica reads it through RestoreFrom.
+	r = New(Config{GroupID: 1, Table: table.New()})
+	if err := r.RestoreFrom(bytes.NewReader(buf.Bytes()), int64(buf.Len())); err != nil {
+		t.Fatal(err)
+	}
+	sameState(t, "version 2 through RestoreFrom", dump(t, r), want)
 }
 
 // TestRestoreRejectsDamage cuts and flips a streamed snapshot: every damaged copy is refused, and
@@ -494,5 +505,204 @@ func TestRestoreRejectsDamage(t *testing.T) {
 			t.Fatalf("damaged snapshot %d restored", i)
 		}
 		sameState(t, fmt.Sprintf("after damaged snapshot %d", i), dump(t, r), want)
+	}
+}
+
+// streamed takes a snapshot of g the way the raft node does, with chunks of about budget pair
+// bytes, and returns its bytes and where its chunks start.
+func streamed(t *testing.T, g *Group, budget int64) (data []byte, chunks int) {
+	t.Helper()
+	job, err := g.StartSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer job.Close()
+	job.(*snapJob).budget = budget
+	var buf bytes.Buffer
+	if err := job.Stream(context.Background(), &buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes(), len(job.(*snapJob).header)
+}
+
+// richGroup returns a controlled group with two configurations, slots in different states,
+// at-most-once records, and values both small and larger than restoreBuffer.
+func richGroup(t *testing.T, seed uint64, keys, big int) (*Group, *mutator) {
+	t.Helper()
+	ctx := context.Background()
+	_, g := newControlled(1)
+	groups := map[uint64]controller.Group{
+		1: {ID: 1, Nodes: []controller.Node{{ID: 1, Addr: "a:1"}}},
+		2: {ID: 2, Nodes: []controller.Node{{ID: 1, Addr: "b:1"}}},
+	}
+	moved := keyspace.Range{Lo: 0, Hi: 100}
+	cfgs := []*controller.Config{
+		{Num: 1, Shards: []controller.Shard{{Range: keyspace.All(), Group: 1}}, Groups: groups},
+		{Num: 2, Shards: []controller.Shard{{Range: moved, Group: 2}, {Range: keyspace.Range{Lo: 100, Hi: keyspace.NumSlots}, Group: 1}}, Groups: groups},
+	}
+	if ok, err := g.ProposeConfig(ctx, cfgs[0]); err != nil || !ok {
+		t.Fatalf("config 1: %v %v", ok, err)
+	}
+	m := &mutator{g: g, rng: rand.New(rand.NewPCG(seed, 7)), keys: keys}
+	m.run(t, 3*keys)
+	for i := range big {
+		// Values of restoreBuffer and more, and some that straddle the reader's buffer.
+		val := bytes.Repeat([]byte{byte('a' + i)}, restoreBuffer*(i%3)/2+restoreBuffer/3+i)
+		if _, err := g.Set(ctx, SetArgs{Key: fmt.Appendf(nil, "big%d", i), Val: val}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := g.ProposeConfig(ctx, cfgs[1]); err != nil || !ok {
+		t.Fatalf("config 2: %v %v", ok, err)
+	}
+	return g, m
+}
+
+// readAtRecorder records the largest single read made through it.
+type readAtRecorder struct {
+	r       io.ReaderAt
+	largest int
+	reads   int
+}
+
+func (r *readAtRecorder) ReadAt(p []byte, off int64) (int, error) {
+	r.largest = max(r.largest, len(p))
+	r.reads++
+	return r.r.ReadAt(p, off)
+}
+
+// TestRestoreFromMatchesRestore restores the same streamed snapshot from memory (Restore), through
+// a reader (RestoreFrom) and from a snapshot file opened in place (snap.OpenIndex, as a restarting
+// replica does): all three give the state at capture, and RestoreFrom never reads more than its
+// buffer at a time, although some values are larger than it.
+func TestRestoreFromMatchesRestore(t *testing.T) {
+	g, _ := richGroup(t, 11, 400, 6)
+	want := dump(t, g)
+	if want.cfg == "" || want.prev == "" || len(want.sessions) == 0 || want.slots[0] == want.slots[200] {
+		t.Fatalf("the state lacks what the test must cover: %d records, slots %d/%d", len(want.sessions), want.slots[0], want.slots[200])
+	}
+	for _, budget := range []int64{64, chunkBytes} {
+		data, _ := streamed(t, g, budget)
+		fromMemory := New(Config{GroupID: 1, Controlled: true, Table: table.New()})
+		if err := fromMemory.Restore(data); err != nil {
+			t.Fatal(err)
+		}
+		sameState(t, "Restore", dump(t, fromMemory), want)
+
+		rec := &readAtRecorder{r: bytes.NewReader(data)}
+		fromReader := New(Config{GroupID: 1, Controlled: true, Table: table.New()})
+		if err := fromReader.RestoreFrom(rec, int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+		sameState(t, "RestoreFrom", dump(t, fromReader), want)
+		if rec.largest > restoreBuffer {
+			t.Fatalf("budget %d: RestoreFrom read %d bytes at once, more than its %d buffer", budget, rec.largest, restoreBuffer)
+		}
+		if rec.reads < 2*len(data)/restoreBuffer {
+			t.Fatalf("budget %d: %d reads for two passes over %d bytes", budget, rec.reads, len(data))
+		}
+	}
+
+	// The file a restarting replica finds.
+	snaps, err := snap.New(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := g.StartSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := raftpb.SnapshotMetadata{Index: 42, Term: 3}
+	if _, err := snaps.SaveStream(md, func(w io.Writer) error { return job.Stream(context.Background(), w) }); err != nil {
+		t.Fatal(err)
+	}
+	job.Close()
+	f, err := snaps.OpenIndex(42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fromFile := New(Config{GroupID: 1, Controlled: true, Table: table.New()})
+	if err := fromFile.RestoreFrom(f.Data, f.Data.Size()); err != nil {
+		t.Fatal(err)
+	}
+	sameState(t, "RestoreFrom a snapshot file", dump(t, fromFile), want)
+
+	// Like Restore, it refuses to run under an open snapshot job, and rejects what is not a
+	// snapshot.
+	job, err = g.StartSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.RestoreFrom(f.Data, f.Data.Size()); err == nil {
+		t.Fatal("RestoreFrom ran under an open snapshot")
+	}
+	job.Close()
+	if err := fromFile.RestoreFrom(strings.NewReader("garbage"), 7); err == nil {
+		t.Fatal("RestoreFrom accepted garbage")
+	}
+	sameState(t, "after garbage", dump(t, fromFile), want)
+}
+
+// failingReaderAt fails every read that reaches past limit.
+type failingReaderAt struct {
+	r     io.ReaderAt
+	limit int64
+}
+
+var errDisk = errors.New("disk failed")
+
+func (f failingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > f.limit {
+		return 0, errDisk
+	}
+	return f.r.ReadAt(p, off)
+}
+
+// TestRestoreFromRejectsDamage flips every byte of a streamed snapshot's chunks (and some of its
+// head), cuts it at a fifth of those lengths and makes the source fail: RestoreFrom refuses each, as damage
+// (or the source's own error), and leaves the state it would have replaced untouched.
+func TestRestoreFromRejectsDamage(t *testing.T) {
+	g, m := richGroup(t, 13, 40, 0)
+	data, _ := streamed(t, g, 64)
+	r := New(Config{GroupID: 1, Controlled: true, Table: table.New()})
+	if err := r.RestoreFrom(bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	want := dump(t, r)
+	sameState(t, "intact", want, dump(t, g))
+	// Another state, which a damaged snapshot must not half replace r's with.
+	m.run(t, 100)
+	other, head := streamed(t, g, 64)
+	restore := func(what string, src io.ReaderAt, size int64, wantErr error) {
+		t.Helper()
+		err := r.RestoreFrom(src, size)
+		if !errors.Is(err, wantErr) {
+			t.Fatalf("%s: RestoreFrom = %v, want %v", what, err, wantErr)
+		}
+		sameState(t, what, dump(t, r), want)
+	}
+	var at []int
+	for i := len(snapshotMagic); i < head; i += 97 {
+		at = append(at, i)
+	}
+	for i := head; i < len(other); i++ {
+		at = append(at, i)
+	}
+	for _, i := range at {
+		b := slices.Clone(other)
+		b[i] ^= 0x10
+		restore(fmt.Sprintf("byte %d of %d flipped", i, len(other)), bytes.NewReader(b), int64(len(b)), errCorrupt)
+	}
+	for i := 0; i < len(at); i += 5 {
+		cut := at[i]
+		restore(fmt.Sprintf("cut at %d", cut), bytes.NewReader(other[:cut]), int64(cut), errCorrupt)
+	}
+	b := append(slices.Clone(other), 0)
+	restore("byte appended", bytes.NewReader(b), int64(len(b)), errCorrupt)
+	// A size larger than the source: the reads come up short.
+	restore("source shorter than its size", bytes.NewReader(other), int64(len(other))+10, io.ErrUnexpectedEOF)
+	for _, limit := range []int64{10, int64(len(other) / 2), int64(len(other)) - 1} {
+		restore(fmt.Sprintf("source failing at %d", limit), failingReaderAt{bytes.NewReader(other), limit}, int64(len(other)), errDisk)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -32,7 +33,8 @@ import (
 // StateMachine is the replicated state the node applies committed entries to. All three methods
 // are called from the node's single apply path, never concurrently with each other. A state
 // machine that also implements SnapshotStreamer has its snapshots written in the background
-// instead of by Snapshot.
+// instead of by Snapshot, and one that implements StreamRestorer is restored at restart from the
+// snapshot file in place instead of by Restore.
 type StateMachine interface {
 	// Apply applies one committed entry's data at the given log index.
 	Apply(index uint64, data []byte)
@@ -40,6 +42,19 @@ type StateMachine interface {
 	Snapshot() ([]byte, error)
 	// Restore replaces the whole state with a snapshot's data.
 	Restore(data []byte) error
+}
+
+// StreamRestorer is optionally implemented by a StateMachine that can restore itself from a
+// snapshot's data read in place. A restarting node then restores it straight from the snapshot
+// file, instead of reading the whole file into memory first, which for a large state would need
+// as much memory again as the state itself. It is optional because Restore remains necessary: a
+// snapshot received from the leader arrives in memory, and state machines small enough not to
+// care need not implement both.
+type StreamRestorer interface {
+	// RestoreFrom replaces the whole state with the snapshot whose data is the size bytes of r,
+	// as Restore does with data. It is called from the apply path, like Restore, and r is valid
+	// only during the call.
+	RestoreFrom(r io.ReaderAt, size int64) error
 }
 
 // Config configures a Node.
@@ -190,13 +205,14 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 		n.wal.Close()
 		return nil, fmt.Errorf("raftnode: replay wal: %w", err)
 	}
-	// Load the snapshot the WAL's newest marker names: a crash between writing a snapshot file and
-	// its marker can leave a newer file the log does not agree with.
+	// Restore the snapshot the WAL's newest marker names: a crash between writing a snapshot file
+	// and its marker can leave a newer file the log does not agree with. Only its metadata is kept
+	// here: raft's storage leaves the data in its file.
 	var snapshot raftpb.Snapshot
 	if st.Snapshot.Index > 0 {
-		if snapshot, err = n.snaps.LoadIndex(st.Snapshot.Index); err != nil {
+		if snapshot.Metadata, err = n.restoreSnapshot(st.Snapshot.Index); err != nil {
 			n.wal.Close()
-			return nil, fmt.Errorf("raftnode: load snapshot %d: %w", st.Snapshot.Index, err)
+			return nil, err
 		}
 	}
 	restart := !raft.IsEmptySnap(snapshot) || !raft.IsEmptyHardState(st.HardState) || len(st.Entries) > 0
@@ -209,9 +225,6 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 	if !raft.IsEmptySnap(snapshot) {
 		if err := n.storage.applySnapshot(snapshot); err != nil {
 			return nil, fmt.Errorf("raftnode: apply snapshot: %w", err)
-		}
-		if err := sm.Restore(snapshot.Data); err != nil {
-			return nil, fmt.Errorf("raftnode: restore snapshot %d: %w", snapshot.Metadata.Index, err)
 		}
 		n.confState = snapshot.Metadata.ConfState
 		n.snapshotIndex = snapshot.Metadata.Index
@@ -268,6 +281,38 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 		}
 	}
 	return n, nil
+}
+
+// restoreSnapshot restores the state machine from the snapshot file at index and returns the
+// snapshot's metadata. A StreamRestorer reads the file's data in place; any other state machine
+// is given it in memory.
+func (n *Node) restoreSnapshot(index uint64) (raftpb.SnapshotMetadata, error) {
+	sr, ok := n.sm.(StreamRestorer)
+	if !ok {
+		s, err := n.snaps.LoadIndex(index)
+		if err != nil {
+			return raftpb.SnapshotMetadata{}, fmt.Errorf("raftnode: load snapshot %d: %w", index, err)
+		}
+		if err := n.sm.Restore(s.Data); err != nil {
+			return raftpb.SnapshotMetadata{}, fmt.Errorf("raftnode: restore snapshot %d: %w", index, err)
+		}
+		return s.Metadata, nil
+	}
+	f, err := n.snaps.OpenIndex(index)
+	if err != nil {
+		return raftpb.SnapshotMetadata{}, fmt.Errorf("raftnode: load snapshot %d: %w", index, err)
+	}
+	// Closed as soon as the state is restored: only reads were made, so a failing close loses
+	// nothing, but it is logged.
+	defer func() {
+		if err := f.Close(); err != nil {
+			n.log.Warn("close snapshot", "index", index, "err", err)
+		}
+	}()
+	if err := sr.RestoreFrom(f.Data, f.Data.Size()); err != nil {
+		return raftpb.SnapshotMetadata{}, fmt.Errorf("raftnode: restore snapshot %d: %w", index, err)
+	}
+	return f.Metadata, nil
 }
 
 // Start starts the transport and the node's loops. They run until ctx is cancelled or Stop.

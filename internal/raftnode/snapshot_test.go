@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/shoal-kv/shoal/internal/freeport"
+	"github.com/shoal-kv/shoal/internal/snap"
 )
 
 // streamSM is a listSM whose snapshots are streamed: StartSnapshot captures the list, and Stream
@@ -360,5 +362,95 @@ func TestCompactKeepsCatchUpWithinBounds(t *testing.T) {
 		if got := n.compactIndex(100) + 1; got != c.want {
 			t.Errorf("%s: keeps entries from %d, want %d", c.name, got, c.want)
 		}
+	}
+}
+
+// restorerSM is a streamSM that can restore from a reader, and counts how it was restored.
+type restorerSM struct {
+	*streamSM
+	fromReader, fromMemory atomic.Int32
+	size                   atomic.Int64 // the size RestoreFrom was given
+}
+
+func (s *restorerSM) Restore(b []byte) error {
+	s.fromMemory.Add(1)
+	return s.streamSM.Restore(b)
+}
+
+func (s *restorerSM) RestoreFrom(r io.ReaderAt, size int64) error {
+	s.fromReader.Add(1)
+	s.size.Store(size)
+	b, err := io.ReadAll(io.NewSectionReader(r, 0, size))
+	if err != nil {
+		return err
+	}
+	return s.streamSM.Restore(b)
+}
+
+// TestRestartRestoresFromReader: a node restarted over a snapshot restores a state machine that
+// implements StreamRestorer through RestoreFrom, reading the snapshot's data from its file, not
+// through Restore; and a damaged snapshot file stops the restart with the damage reported.
+func TestRestartRestoresFromReader(t *testing.T) {
+	dir := t.TempDir()
+	peers := map[uint64]string{1: freeAddr(t, nil)}
+	sm := &restorerSM{streamSM: newStreamSM(true)}
+	n := startNode(t, 1, peers, dir, sm)
+	defer func() { n.Stop() }()
+	i := 0
+	for ; n.Status().SnapshotIndex == 0; i++ {
+		appendApplied(t, n, sm.streamSM, fmt.Sprintf("e%d", i))
+	}
+	for range 10 { // entries after the snapshot, for the WAL to replay
+		appendApplied(t, n, sm.streamSM, fmt.Sprintf("e%d", i))
+		i++
+	}
+	all := sm.snapshotOf()
+	n.Stop()
+	if sm.fromReader.Load()+sm.fromMemory.Load() != 0 {
+		t.Fatal("a node started afresh restored a snapshot")
+	}
+
+	sm2 := &restorerSM{streamSM: newStreamSM(true)}
+	n = startNode(t, 1, peers, dir, sm2)
+	idx := n.Status().SnapshotIndex
+	if idx == 0 {
+		t.Fatal("restarted without a snapshot")
+	}
+	if got, mem := sm2.fromReader.Load(), sm2.fromMemory.Load(); got != 1 || mem != 0 {
+		t.Fatalf("restart restored %d times through RestoreFrom and %d through Restore, want 1 and 0", got, mem)
+	}
+	s, err := n.snaps.LoadIndex(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size := sm2.size.Load(); size != int64(len(s.Data)) {
+		t.Fatalf("RestoreFrom was given %d bytes, the snapshot holds %d", size, len(s.Data))
+	}
+	appendApplied(t, n, sm2.streamSM, "after restart")
+	if got := sm2.snapshotOf(); !slices.Equal(got[:len(got)-1], all) {
+		t.Fatalf("recovered %d entries, want %d", len(got)-1, len(all))
+	}
+	n.Stop()
+
+	// Every snapshot file damaged in its data: the one the WAL names among them.
+	complete, _ := snapFiles(t, dir)
+	for _, name := range complete {
+		p := filepath.Join(dir, "snap", name)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)-20] ^= 1 // in the data, before the trailer
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sm3 := &restorerSM{streamSM: newStreamSM(true)}
+	_, err = New(Config{ID: 1, Peers: peers, Dir: dir, TickInterval: 20 * time.Millisecond, Logger: quietLogger()}, sm3)
+	if !errors.Is(err, snap.ErrCorrupt) {
+		t.Fatalf("restart over a damaged snapshot: %v", err)
+	}
+	if sm3.fromReader.Load()+sm3.fromMemory.Load() != 0 {
+		t.Fatal("a damaged snapshot reached the state machine")
 	}
 }

@@ -17,6 +17,10 @@
 // known only once the data has been written: the file is written front to
 // back in one pass, with no seeking back to patch a header.
 //
+// OpenIndex validates a file in one sequential pass and hands back a reader over
+// its data in place, so that a restarting replica restores a large state
+// without holding the snapshot's data in memory alongside it.
+//
 // Files written before streaming ("SHOALSN1": both lengths in the header, the
 // checksum last) are still read.
 //
@@ -31,6 +35,7 @@ package snap
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
@@ -64,6 +69,9 @@ const (
 
 	// writeBuffer batches the writes of a streamed snapshot into large sequential writes.
 	writeBuffer = 1 << 20
+	// checkBuffer is what OpenIndex reads a file through to checksum it: large
+	// sequential reads, in a bounded buffer whatever the file's size.
+	checkBuffer = 256 << 10
 )
 
 // DefaultRetain is how many snapshot files are kept when Options.Retain is
@@ -99,13 +107,17 @@ type Options struct {
 // concurrent use: saves are serialised with each other, and renaming, retention
 // and loading with each other (so retention never deletes a file Load is
 // reading), but a load does not wait for a save that is still writing its
-// temporary file, which can take seconds for a large snapshot.
+// temporary file, which can take seconds for a large snapshot. Retention also
+// spares files held open by OpenIndex until they are closed.
 type Snapshotter struct {
 	dir    string
 	log    *slog.Logger
 	retain int
 	saveMu sync.Mutex // one save at a time: the temporary file is named after the snapshot
-	mu     sync.Mutex // guards the set of final files: rename, purge, load
+	mu     sync.Mutex // guards the set of final files: rename, purge, load; and open
+	// open counts, per file name, the Opened values not closed yet; purge
+	// leaves those files for a later Save to remove.
+	open map[string]int
 }
 
 // New returns a Snapshotter for dir, creating the directory if needed and
@@ -116,7 +128,7 @@ func New(dir string, logger *slog.Logger) (*Snapshotter, error) {
 
 // NewWithOptions is New with tuning options.
 func NewWithOptions(dir string, opts Options) (*Snapshotter, error) {
-	s := &Snapshotter{dir: dir, log: opts.Logger, retain: opts.Retain}
+	s := &Snapshotter{dir: dir, log: opts.Logger, retain: opts.Retain, open: make(map[string]int)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -286,6 +298,141 @@ func (s *Snapshotter) load(want func(fileInfo) bool) (raftpb.Snapshot, error) {
 	return raftpb.Snapshot{}, ErrNoSnapshot
 }
 
+// Opened is a validated snapshot file held open so that its data can be read
+// in place: a restarting replica restores a table of many gigabytes from it
+// without first reading the whole file into memory, which would double the
+// memory restart needs. Retention does not remove the file until Close.
+type Opened struct {
+	// Metadata is the snapshot's metadata.
+	Metadata raftpb.SnapshotMetadata
+	// Data reads the snapshot's data from the file; Data.Size() is its length.
+	// Its ReadAt may be called concurrently. It is valid until Close.
+	Data *io.SectionReader
+
+	s    *Snapshotter
+	f    *os.File
+	name string
+}
+
+// OpenIndex opens the valid snapshot at exactly index, as LoadIndex, but
+// without reading its data into memory. It applies LoadIndex's validation
+// (magic, lengths, checksum, metadata matching the file name), checksumming
+// the file in one sequential pass through a bounded buffer. A corrupt file is
+// logged and skipped in favour of another file at index, if any; when none is
+// valid, the error wraps ErrNoSnapshot, and ErrCorrupt too if a file was
+// damaged. The caller must Close the result.
+//
+// The data is read from the file again after validation: the file is never
+// rewritten once in place, so the checksum still holds, barring damage on the
+// disk meanwhile, which a reader should check for with checksums of its own
+// (the state machine's snapshot format has them).
+func (s *Snapshotter) OpenIndex(index uint64) (*Opened, error) {
+	// The lock is held while validating, as load holds it while reading, so
+	// that retention cannot remove the file in between; once open, the file
+	// is counted in s.open instead, which lets saves go on while the caller
+	// reads it, however long that takes.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	files, err := s.list()
+	if err != nil {
+		return nil, err
+	}
+	var damaged error
+	for _, fi := range files {
+		if fi.index != index {
+			continue
+		}
+		o, err := s.openFile(fi)
+		if errors.Is(err, ErrCorrupt) {
+			s.log.Warn("snap: skipping corrupt snapshot", "file", fi.name, "err", err)
+			damaged = err
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.open[fi.name]++
+		return o, nil
+	}
+	if damaged != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoSnapshot, damaged)
+	}
+	return nil, ErrNoSnapshot
+}
+
+// openFile opens and validates one snapshot file, checksumming it through a
+// bounded buffer; validation failures wrap ErrCorrupt.
+func (s *Snapshotter) openFile(fi fileInfo) (o *Opened, err error) {
+	path := filepath.Join(s.dir, fi.name)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("snap: open: %w", err)
+	}
+	defer func() {
+		if o == nil {
+			f.Close()
+		}
+	}()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("snap: stat: %w", err)
+	}
+	size := st.Size()
+	l, err := layoutOf(f, size, path)
+	if err != nil {
+		return nil, err
+	}
+	h := crc32.New(castagnoli)
+	n, err := io.CopyBuffer(h, io.NewSectionReader(f, 0, size-crcSize), make([]byte, checkBuffer))
+	if err != nil {
+		return nil, fmt.Errorf("snap: read %s: %w", path, err)
+	}
+	if n != size-crcSize {
+		return nil, corrupt(path, "shorter than its size %d", size) // cut since Stat
+	}
+	var sum [crcSize]byte
+	if err := readAt(f, sum[:], size-crcSize); err != nil {
+		return nil, fmt.Errorf("snap: read %s: %w", path, err)
+	}
+	if h.Sum32() != binary.LittleEndian.Uint32(sum[:]) {
+		return nil, corrupt(path, "checksum mismatch")
+	}
+	meta := make([]byte, l.dataStart-l.metaStart)
+	if err := readAt(f, meta, l.metaStart); err != nil {
+		return nil, fmt.Errorf("snap: read %s: %w", path, err)
+	}
+	md, err := decodeMeta(meta, fi, path)
+	if err != nil {
+		return nil, err
+	}
+	return &Opened{
+		Metadata: md,
+		Data:     io.NewSectionReader(f, l.dataStart, l.dataEnd-l.dataStart),
+		s:        s,
+		f:        f,
+		name:     fi.name,
+	}, nil
+}
+
+// Close closes the file and lets retention remove it. Calls after the first
+// do nothing.
+func (o *Opened) Close() error {
+	if o.f == nil {
+		return nil
+	}
+	err := o.f.Close()
+	o.f = nil
+	o.s.mu.Lock()
+	if o.s.open[o.name]--; o.s.open[o.name] <= 0 {
+		delete(o.s.open, o.name)
+	}
+	o.s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("snap: close %s: %w", o.name, err)
+	}
+	return nil
+}
+
 // readFile reads and validates one snapshot file; validation failures wrap
 // ErrCorrupt.
 func readFile(path string, fi fileInfo) (raftpb.Snapshot, error) {
@@ -293,54 +440,100 @@ func readFile(path string, fi fileInfo) (raftpb.Snapshot, error) {
 	if err != nil {
 		return raftpb.Snapshot{}, fmt.Errorf("snap: read: %w", err)
 	}
-	bad := func(format string, args ...any) (raftpb.Snapshot, error) {
-		return raftpb.Snapshot{}, fmt.Errorf("%w %s: %s", ErrCorrupt, path, fmt.Sprintf(format, args...))
+	l, err := layoutOf(bytes.NewReader(b), int64(len(b)), path)
+	if err != nil {
+		return raftpb.Snapshot{}, err
 	}
-	if len(b) < 8 {
-		return bad("bad header")
+	if crc32.Checksum(b[:len(b)-crcSize], castagnoli) != binary.LittleEndian.Uint32(b[len(b)-crcSize:]) {
+		return raftpb.Snapshot{}, corrupt(path, "checksum mismatch")
 	}
-	var metaStart, dataStart, dataEnd uint64
-	switch string(b[:8]) {
-	case magic:
-		if len(b) < headerSize+trailerSize {
-			return bad("bad header")
-		}
-		metaLen := uint64(binary.LittleEndian.Uint32(b[8:12]))
-		dataLen := binary.LittleEndian.Uint64(b[len(b)-trailerSize:])
-		if dataLen > uint64(len(b)) || headerSize+metaLen+dataLen+trailerSize != uint64(len(b)) {
-			return bad("length fields do not match file size %d", len(b))
-		}
-		metaStart, dataStart = headerSize, headerSize+metaLen
-		dataEnd = dataStart + dataLen
-	case magicV1:
-		if len(b) < headerSizeV1+crcSize {
-			return bad("bad header")
-		}
-		metaLen := uint64(binary.LittleEndian.Uint32(b[8:12]))
-		dataLen := binary.LittleEndian.Uint64(b[12:20])
-		if dataLen > uint64(len(b)) || headerSizeV1+metaLen+dataLen+crcSize != uint64(len(b)) {
-			return bad("length fields do not match file size %d", len(b))
-		}
-		metaStart, dataStart = headerSizeV1, headerSizeV1+metaLen
-		dataEnd = dataStart + dataLen
-	default:
-		return bad("bad header")
-	}
-	body := b[:len(b)-crcSize]
-	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[len(b)-crcSize:]) {
-		return bad("checksum mismatch")
-	}
-	var snap raftpb.Snapshot
-	if err := snap.Metadata.Unmarshal(b[metaStart:dataStart]); err != nil {
-		return bad("decode metadata: %v", err)
-	}
-	if snap.Metadata.Index != fi.index || snap.Metadata.Term != fi.term {
-		return bad("metadata (term %d, index %d) does not match file name", snap.Metadata.Term, snap.Metadata.Index)
+	md, err := decodeMeta(b[l.metaStart:l.dataStart], fi, path)
+	if err != nil {
+		return raftpb.Snapshot{}, err
 	}
 	// Cap the slice so that a caller appending to Data cannot scribble over
 	// the trailer sharing its array.
-	snap.Data = b[dataStart:dataEnd:dataEnd]
-	return snap, nil
+	return raftpb.Snapshot{Metadata: md, Data: b[l.dataStart:l.dataEnd:l.dataEnd]}, nil
+}
+
+// layout is where the parts of a snapshot file are, as byte offsets.
+type layout struct {
+	metaStart, dataStart, dataEnd int64
+}
+
+// layoutOf reads the header and trailer of a snapshot file of size bytes
+// through r and checks that their length fields agree with the size, in either
+// format. It is shared by readFile and OpenIndex so that both validate alike.
+// Validation failures wrap ErrCorrupt; read failures do not.
+func layoutOf(r io.ReaderAt, size int64, path string) (layout, error) {
+	var head [headerSizeV1]byte
+	if size < 8 {
+		return layout{}, corrupt(path, "bad header")
+	}
+	if err := readAt(r, head[:min(size, int64(len(head)))], 0); err != nil {
+		return layout{}, fmt.Errorf("snap: read %s: %w", path, err)
+	}
+	// Lengths are compared in uint64, where a huge length field cannot wrap
+	// around to match the size.
+	var metaStart, metaLen, dataLen, fixed uint64
+	switch string(head[:8]) {
+	case magic:
+		if size < headerSize+trailerSize {
+			return layout{}, corrupt(path, "bad header")
+		}
+		var tail [8]byte
+		if err := readAt(r, tail[:], size-trailerSize); err != nil {
+			return layout{}, fmt.Errorf("snap: read %s: %w", path, err)
+		}
+		metaStart, fixed = headerSize, headerSize+trailerSize
+		metaLen = uint64(binary.LittleEndian.Uint32(head[8:12]))
+		dataLen = binary.LittleEndian.Uint64(tail[:])
+	case magicV1:
+		if size < headerSizeV1+crcSize {
+			return layout{}, corrupt(path, "bad header")
+		}
+		metaStart, fixed = headerSizeV1, headerSizeV1+crcSize
+		metaLen = uint64(binary.LittleEndian.Uint32(head[8:12]))
+		dataLen = binary.LittleEndian.Uint64(head[12:20])
+	default:
+		return layout{}, corrupt(path, "bad header")
+	}
+	if dataLen > uint64(size) || fixed+metaLen+dataLen != uint64(size) {
+		return layout{}, corrupt(path, "length fields do not match file size %d", size)
+	}
+	dataStart := metaStart + metaLen
+	return layout{metaStart: int64(metaStart), dataStart: int64(dataStart), dataEnd: int64(dataStart + dataLen)}, nil
+}
+
+// readAt fills b from r at off. An io.ReaderAt may return io.EOF along with a
+// full read, and must return an error with a short one: a file cut since it was
+// measured.
+func readAt(r io.ReaderAt, b []byte, off int64) error {
+	n, err := r.ReadAt(b, off)
+	if n == len(b) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// decodeMeta decodes a file's metadata and checks it against the file's name.
+func decodeMeta(b []byte, fi fileInfo, path string) (raftpb.SnapshotMetadata, error) {
+	var md raftpb.SnapshotMetadata
+	if err := md.Unmarshal(b); err != nil {
+		return md, corrupt(path, "decode metadata: %v", err)
+	}
+	if md.Index != fi.index || md.Term != fi.term {
+		return md, corrupt(path, "metadata (term %d, index %d) does not match file name", md.Term, md.Index)
+	}
+	return md, nil
+}
+
+// corrupt is a validation failure of the file at path.
+func corrupt(path, format string, args ...any) error {
+	return fmt.Errorf("%w %s: %s", ErrCorrupt, path, fmt.Sprintf(format, args...))
 }
 
 // purge keeps the newest s.retain snapshot files. Failures are only logged:
@@ -355,6 +548,9 @@ func (s *Snapshotter) purge() {
 		return
 	}
 	for _, fi := range files[s.retain:] {
+		if s.open[fi.name] > 0 {
+			continue // being read (OpenIndex): removed by a Save after it is closed
+		}
 		if err := os.Remove(filepath.Join(s.dir, fi.name)); err != nil {
 			s.log.Warn("snap: remove old snapshot", "file", fi.name, "err", err)
 		}

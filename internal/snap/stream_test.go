@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"os"
@@ -151,5 +152,172 @@ func TestLoadVersion1(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, fileName(2, 5)), b, 0o644)
 	if _, err := mustNew(t, dir, Options{}).LoadIndex(5); !errors.Is(err, ErrNoSnapshot) {
 		t.Fatalf("damaged v1 file: %v", err)
+	}
+}
+
+// readOpened reads all of an opened snapshot's data.
+func readOpened(t *testing.T, o *Opened) []byte {
+	t.Helper()
+	b, err := io.ReadAll(io.NewSectionReader(o.Data, 0, o.Data.Size()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestOpenIndex: OpenIndex gives back what Save and SaveStream wrote, for data spanning many
+// checksum buffers as well as empty data, and ErrNoSnapshot for an index without a file.
+func TestOpenIndex(t *testing.T) {
+	dir := t.TempDir()
+	s := mustNew(t, dir, Options{})
+	small := mkSnap(1, 10, "saved whole")
+	if err := s.Save(small); err != nil {
+		t.Fatal(err)
+	}
+	big := mkSnap(2, 20, "")
+	for i := range 3*checkBuffer + 7 {
+		big.Data = append(big.Data, byte(i*7+i/251))
+	}
+	if _, err := s.SaveStream(big.Metadata, func(w io.Writer) error {
+		for b := big.Data; len(b) > 0; {
+			n := min(len(b), 1000)
+			if _, err := w.Write(b[:n]); err != nil {
+				return err
+			}
+			b = b[n:]
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(mkSnap(2, 30, "")); err != nil {
+		t.Fatal(err)
+	}
+	s = mustNew(t, dir, Options{}) // a restart
+	for _, want := range []raftpb.Snapshot{small, big, mkSnap(2, 30, "")} {
+		o, err := s.OpenIndex(want.Metadata.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Data.Size() != int64(len(want.Data)) {
+			t.Fatalf("index %d: data size %d, want %d", want.Metadata.Index, o.Data.Size(), len(want.Data))
+		}
+		checkSnap(t, raftpb.Snapshot{Metadata: o.Metadata, Data: readOpened(t, o)}, want)
+		if err := o.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.Close(); err != nil {
+			t.Fatalf("second Close: %v", err)
+		}
+	}
+	if _, err := s.OpenIndex(25); !errors.Is(err, ErrNoSnapshot) {
+		t.Fatalf("missing index: %v", err)
+	}
+	if len(s.open) != 0 {
+		t.Fatalf("files still counted open after Close: %v", s.open)
+	}
+}
+
+// TestOpenIndexRejectsDamage: a flipped byte anywhere (header, metadata, data, trailer) and every
+// proper prefix are reported as corrupt, as readFile reports them, and nothing stays open.
+func TestOpenIndexRejectsDamage(t *testing.T) {
+	dir := t.TempDir()
+	s := mustNew(t, dir, Options{})
+	if err := s.Save(mkSnap(1, 20, "the snapshot's data")); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, fileName(1, 20))
+	full, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, b []byte) {
+		t.Helper()
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		o, err := s.OpenIndex(20)
+		if !errors.Is(err, ErrCorrupt) || !errors.Is(err, ErrNoSnapshot) {
+			t.Fatalf("%s: OpenIndex = %v, want corrupt", what, err)
+		}
+		if o != nil || len(s.open) != 0 {
+			t.Fatalf("%s: a damaged file was left open", what)
+		}
+		if _, err := readFile(p, fileInfo{term: 1, index: 20}); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%s: readFile = %v, but OpenIndex rejected it", what, err)
+		}
+	}
+	for at := range full {
+		b := slices.Clone(full)
+		b[at] ^= 0x40
+		check(fmt.Sprintf("byte %d flipped", at), b)
+	}
+	for cut := range len(full) {
+		check(fmt.Sprintf("cut at %d", cut), full[:cut])
+	}
+	check("byte appended", append(slices.Clone(full), 0))
+	// A valid file whose name does not match its metadata.
+	os.WriteFile(p, full, 0o644)
+	os.Rename(p, filepath.Join(dir, fileName(1, 21)))
+	if _, err := s.OpenIndex(21); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("renamed file: %v", err)
+	}
+}
+
+// TestOpenIndexVersion1 opens a file in the format written before streaming saves.
+func TestOpenIndexVersion1(t *testing.T) {
+	dir := t.TempDir()
+	want := mkSnap(2, 5, "written by an older shoal")
+	meta, err := want.Metadata.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := []byte(magicV1)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(meta)))
+	b = binary.LittleEndian.AppendUint64(b, uint64(len(want.Data)))
+	b = append(append(b, meta...), want.Data...)
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	if err := os.WriteFile(filepath.Join(dir, fileName(2, 5)), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, err := mustNew(t, dir, Options{}).OpenIndex(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	checkSnap(t, raftpb.Snapshot{Metadata: o.Metadata, Data: readOpened(t, o)}, want)
+}
+
+// TestOpenIndexSparedByRetention: a file held open is not removed by the saves that would retire
+// it, and stays readable, until it is closed; the next save then removes it.
+func TestOpenIndexSparedByRetention(t *testing.T) {
+	dir := t.TempDir()
+	s := mustNew(t, dir, Options{Retain: 1})
+	if err := s.Save(mkSnap(1, 10, "opened")); err != nil {
+		t.Fatal(err)
+	}
+	o, err := s.OpenIndex(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, idx := range []uint64{20, 30} {
+		if err := s.Save(mkSnap(1, idx, "newer")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := names(t, dir); !slices.Equal(got, []string{fileName(1, 10), fileName(1, 30)}) {
+		t.Fatalf("files while one is open: %v", got)
+	}
+	if got := readOpened(t, o); string(got) != "opened" {
+		t.Fatalf("open file reads %q", got)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(mkSnap(1, 40, "newest")); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(t, dir); !slices.Equal(got, []string{fileName(1, 40)}) {
+		t.Fatalf("files after Close and a save: %v", got)
 	}
 }
