@@ -290,6 +290,20 @@ func newControlled(id uint64) (*loopback, *Group) {
 	return l, g
 }
 
+// moveConfigs returns two configurations of groups 1 and 2: in the first group 1 serves every
+// slot, in the second moved (slots [0,100)) has gone to group 2.
+func moveConfigs() (moved keyspace.Range, cfgs []*controller.Config) {
+	groups := map[uint64]controller.Group{
+		1: {ID: 1, Nodes: []controller.Node{{ID: 1, Addr: "a:1"}}},
+		2: {ID: 2, Nodes: []controller.Node{{ID: 1, Addr: "b:1"}}},
+	}
+	moved = keyspace.Range{Lo: 0, Hi: 100}
+	return moved, []*controller.Config{
+		{Num: 1, Shards: []controller.Shard{{Range: keyspace.All(), Group: 1}}, Groups: groups},
+		{Num: 2, Shards: []controller.Shard{{Range: moved, Group: 2}, {Range: keyspace.Range{Lo: 100, Hi: keyspace.NumSlots}, Group: 1}}, Groups: groups},
+	}
+}
+
 // TestSnapshotWhileMigrating hands slots [0,100) from group 1 to group 2 while both are writing
 // a snapshot: the giver's snapshot must keep the dropped data (Giving), the receiver's must not
 // hold the installed data (Pulling), each exactly as at its capture.
@@ -297,15 +311,7 @@ func TestSnapshotWhileMigrating(t *testing.T) {
 	ctx := context.Background()
 	la, a := newControlled(1)
 	lb, b := newControlled(2)
-	groups := map[uint64]controller.Group{
-		1: {ID: 1, Nodes: []controller.Node{{ID: 1, Addr: "a:1"}}},
-		2: {ID: 2, Nodes: []controller.Node{{ID: 1, Addr: "b:1"}}},
-	}
-	moved := keyspace.Range{Lo: 0, Hi: 100}
-	cfgs := []*controller.Config{
-		{Num: 1, Shards: []controller.Shard{{Range: keyspace.All(), Group: 1}}, Groups: groups},
-		{Num: 2, Shards: []controller.Shard{{Range: moved, Group: 2}, {Range: keyspace.Range{Lo: 100, Hi: keyspace.NumSlots}, Group: 1}}, Groups: groups},
-	}
+	moved, cfgs := moveConfigs()
 	for _, cfg := range cfgs[:1] {
 		for _, g := range []*Group{a, b} {
 			if ok, err := g.ProposeConfig(ctx, cfg); err != nil || !ok {
@@ -531,15 +537,7 @@ func richGroup(t *testing.T, seed uint64, keys, big int) (*Group, *mutator) {
 	t.Helper()
 	ctx := context.Background()
 	_, g := newControlled(1)
-	groups := map[uint64]controller.Group{
-		1: {ID: 1, Nodes: []controller.Node{{ID: 1, Addr: "a:1"}}},
-		2: {ID: 2, Nodes: []controller.Node{{ID: 1, Addr: "b:1"}}},
-	}
-	moved := keyspace.Range{Lo: 0, Hi: 100}
-	cfgs := []*controller.Config{
-		{Num: 1, Shards: []controller.Shard{{Range: keyspace.All(), Group: 1}}, Groups: groups},
-		{Num: 2, Shards: []controller.Shard{{Range: moved, Group: 2}, {Range: keyspace.Range{Lo: 100, Hi: keyspace.NumSlots}, Group: 1}}, Groups: groups},
-	}
+	_, cfgs := moveConfigs()
 	if ok, err := g.ProposeConfig(ctx, cfgs[0]); err != nil || !ok {
 		t.Fatalf("config 1: %v %v", ok, err)
 	}
