@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -19,7 +20,6 @@ commands:
   server   run one server process (one replica of a group)
   demo     start a local cluster of server processes and show it working
   check    run clients against a cluster while injecting faults, and check linearizability
-  bench    benchmark Shoal side by side with Redis, Redis Cluster and etcd; writes docs/BENCHMARKS.md
   version  print the version
 
 Run 'shoal <command> -h' for the flags of a command.
@@ -45,7 +45,8 @@ func main() {
 	case "check":
 		err = runCheck(ctx, os.Args[2:])
 	case "bench":
-		err = runBench(ctx, os.Args[2:])
+		// Moved to a command of its own, so the server binary does not carry etcd's client.
+		err = errors.New("the benchmark is its own command now: go run ./cmd/shoal-bench (or scripts/bench.sh)")
 	case "version":
 		fmt.Println("shoal 0.1.0")
 	case "-h", "--help", "help":

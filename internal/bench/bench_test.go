@@ -176,7 +176,7 @@ func TestSummarize(t *testing.T) {
 
 // sampleResults builds a small result set covering every section of the report.
 func sampleResults() *Results {
-	res := &Results{Date: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC), Command: "go run ./cmd/shoal bench", Runs: 3,
+	res := &Results{Date: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC), Command: "go run ./cmd/shoal-bench", Runs: 3,
 		Duration: 2 * time.Second, Keyspace: 100000, Clients: []int{1, 32}, Fixed: 32, RBClients: 50, ValueSize: 32,
 		Machine: Machine{CPUModel: "Test CPU", NumCPU: 2, Versions: map[string]string{"redis-server": "Redis server v=7"}}}
 	for _, n := range []string{TRedis, TRedisCluster, TEtcd, TShoal1, TShoal3, TShoalCluster} {
@@ -210,7 +210,7 @@ func TestRenderMarkdown(t *testing.T) {
 	RenderMarkdown(&b, res, []string{"throughput-get.png"})
 	out := b.String()
 	for _, want := range []string{
-		"# Benchmarks", "go run ./cmd/shoal bench", "Test CPU, 2 CPUs", "noisy",
+		"# Benchmarks", "go run ./cmd/shoal-bench", "Test CPU, 2 CPUs", "noisy",
 		"**0.50x** vs `redis`",  // shoal-1 20000 vs redis 40000
 		"**5.00x** vs `etcd-3`", // shoal-3 5000 vs etcd 1000
 		"memory per pair (RSS), `shoal-1` vs `redis` | **2.00x**",

@@ -1,3 +1,11 @@
+// Command shoal-bench measures Shoal side by side with redis-server, Redis Cluster and etcd, all
+// started on 127.0.0.1 and stopped again by it, and writes docs/BENCHMARKS.md and
+// docs/bench/*.png (scripts/bench.sh installs the peers first):
+//
+//	go run ./cmd/shoal-bench [--quick] [--runs N] [--targets redis,shoal-3,...]
+//
+// It is a command of its own rather than a subcommand of shoal because its etcd rows use etcd's
+// Go client (gRPC, protobuf, zap), which the server binary has no use for.
 package main
 
 import (
@@ -8,19 +16,30 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/shoal-kv/shoal/internal/bench"
 )
 
-// runBench measures Shoal side by side with redis-server, Redis Cluster and etcd, all started
-// here on 127.0.0.1, and writes <out>/BENCHMARKS.md and <out>/bench/*.png.
-func runBench(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "shoal-bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run measures and writes <out>/BENCHMARKS.md and <out>/bench/*.png.
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("shoal-bench", flag.ContinueOnError)
+	shoalBin := fs.String("shoal", "", "the shoal binary the Shoal targets run (default: built from this module with go build)")
 	quick := fs.Bool("quick", false, "small sizes and one repetition (about 3 minutes), for iterating")
 	runs := fs.Int("runs", 0, "repetitions of every measurement (default 3, or 1 with --quick)")
 	out := fs.String("out", "docs", "directory receiving BENCHMARKS.md and bench/*.png")
@@ -55,7 +74,7 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	if *clients != "" {
 		cfg.Clients = nil
-		for _, s := range splitList(*clients) {
+		for _, s := range strings.FieldsFunc(*clients, func(r rune) bool { return r == ',' }) {
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 1 {
 				return fmt.Errorf("--clients: bad count %q", s)
@@ -63,13 +82,13 @@ func runBench(ctx context.Context, args []string) error {
 			cfg.Clients = append(cfg.Clients, n)
 		}
 	}
-	cfg.Targets = splitList(*targets)
+	cfg.Targets = strings.FieldsFunc(*targets, func(r rune) bool { return r == ',' })
 	if err := bench.CheckTargets(cfg.Targets); err != nil {
 		return fmt.Errorf("--targets: %w", err)
 	}
 	cfg.Out = *out
 	cfg.KeepDir = *keep
-	cfg.Command = strings.TrimSpace("go run ./cmd/shoal bench " + strings.Join(args, " "))
+	cfg.Command = strings.TrimSpace("go run ./cmd/shoal-bench " + strings.Join(args, " "))
 	lvl := slog.LevelInfo
 	if *verbose {
 		lvl = slog.LevelDebug
@@ -83,15 +102,16 @@ func runBench(ctx context.Context, args []string) error {
 			return fmt.Errorf("%s not found (run scripts/install-bench-deps.sh): %w", bin, err)
 		}
 	}
-	// The servers run a copy of this binary: `go run` builds into a temporary directory that
-	// may be cleaned while they still need it.
-	binDir, err := os.MkdirTemp("", "shoal-bench-bin-*")
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	defer os.RemoveAll(binDir)
-	if cfg.Exe, err = installBinary(binDir); err != nil {
-		return fmt.Errorf("bench: copy binary: %w", err)
+	cfg.Exe = *shoalBin
+	if cfg.Exe == "" {
+		binDir, err := os.MkdirTemp("", "shoal-bench-bin-*")
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer os.RemoveAll(binDir)
+		if cfg.Exe, err = buildShoal(ctx, binDir); err != nil {
+			return err
+		}
 	}
 	start := time.Now()
 	res, err := bench.Run(ctx, cfg)
@@ -107,4 +127,16 @@ func runBench(ctx context.Context, args []string) error {
 	fmt.Printf("wrote %s and %s in %v\n", filepath.Join(cfg.Out, "BENCHMARKS.md"), filepath.Join(cfg.Out, "bench"),
 		time.Since(start).Round(time.Second))
 	return nil
+}
+
+// buildShoal builds the shoal server binary into dir with the go command (shoal-bench runs from a
+// checkout of the module, usually through go run) and returns its path.
+func buildShoal(ctx context.Context, dir string) (string, error) {
+	exe := filepath.Join(dir, "shoal")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", exe, "github.com/shoal-kv/shoal/cmd/shoal")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build shoal (or pass --shoal): %w", err)
+	}
+	return exe, nil
 }
