@@ -33,8 +33,9 @@ import (
 // StateMachine is the replicated state the node applies committed entries to. All three methods
 // are called from the node's single apply path, never concurrently with each other. A state
 // machine that also implements SnapshotStreamer has its snapshots written in the background
-// instead of by Snapshot, and one that implements StreamRestorer is restored at restart from the
-// snapshot file in place instead of by Restore.
+// instead of by Snapshot, and one that implements StreamRestorer is restored from the snapshot
+// file in place (at restart, and when it installs a snapshot from the leader) instead of by
+// Restore.
 type StateMachine interface {
 	// Apply applies one committed entry's data at the given log index.
 	Apply(index uint64, data []byte)
@@ -45,11 +46,12 @@ type StateMachine interface {
 }
 
 // StreamRestorer is optionally implemented by a StateMachine that can restore itself from a
-// snapshot's data read in place. A restarting node then restores it straight from the snapshot
-// file, instead of reading the whole file into memory first, which for a large state would need
-// as much memory again as the state itself. It is optional because Restore remains necessary: a
-// snapshot received from the leader arrives in memory, and state machines small enough not to
-// care need not implement both.
+// snapshot's data read in place. A restarting node, and a follower installing a snapshot its
+// leader streamed into a file, then restore it straight from the snapshot file, instead of
+// reading the whole file into memory first, which for a large state would need as much memory
+// again as the state itself. It is optional because Restore remains necessary: state machines
+// small enough not to care need not implement both, and a snapshot handed to raft with its data
+// in memory is restored from there.
 type StreamRestorer interface {
 	// RestoreFrom replaces the whole state with the snapshot whose data is the size bytes of r,
 	// as Restore does with data. It is called from the apply path, like Restore, and r is valid
@@ -196,7 +198,7 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 	if n.snaps, err = snap.New(filepath.Join(cfg.Dir, "snap"), n.log); err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
-	n.storage = &storage{MemoryStorage: raft.NewMemoryStorage(), snaps: n.snaps}
+	n.storage = &storage{MemoryStorage: raft.NewMemoryStorage()}
 	if n.wal, err = wal.OpenWithOptions(filepath.Join(cfg.Dir, "wal"), wal.Options{Logger: n.log, Preallocate: walPreallocate}); err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
@@ -210,10 +212,12 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 	// here: raft's storage leaves the data in its file.
 	var snapshot raftpb.Snapshot
 	if st.Snapshot.Index > 0 {
-		if snapshot.Metadata, err = n.restoreSnapshot(st.Snapshot.Index); err != nil {
+		if snapshot.Metadata, err = n.restoreSnapshot(st.Snapshot.Index, 0); err != nil {
 			n.wal.Close()
 			return nil, err
 		}
+		// Retention must not remove it in favour of newer files the WAL does not name.
+		n.snaps.Keep(st.Snapshot.Index)
 	}
 	restart := !raft.IsEmptySnap(snapshot) || !raft.IsEmptyHardState(st.HardState) || len(st.Entries) > 0
 	n.reads.epoch = time.Now()
@@ -285,13 +289,17 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 
 // restoreSnapshot restores the state machine from the snapshot file at index and returns the
 // snapshot's metadata. A StreamRestorer reads the file's data in place; any other state machine
-// is given it in memory.
-func (n *Node) restoreSnapshot(index uint64) (raftpb.SnapshotMetadata, error) {
+// is given it in memory. A non-zero term must be the file's, or nothing is restored.
+func (n *Node) restoreSnapshot(index, term uint64) (raftpb.SnapshotMetadata, error) {
 	sr, ok := n.sm.(StreamRestorer)
 	if !ok {
 		s, err := n.snaps.LoadIndex(index)
 		if err != nil {
 			return raftpb.SnapshotMetadata{}, fmt.Errorf("raftnode: load snapshot %d: %w", index, err)
+		}
+		if term != 0 && s.Metadata.Term != term {
+			return raftpb.SnapshotMetadata{}, fmt.Errorf("raftnode: snapshot %d: file has term %d, want %d",
+				index, s.Metadata.Term, term)
 		}
 		if err := n.sm.Restore(s.Data); err != nil {
 			return raftpb.SnapshotMetadata{}, fmt.Errorf("raftnode: restore snapshot %d: %w", index, err)
@@ -309,6 +317,10 @@ func (n *Node) restoreSnapshot(index uint64) (raftpb.SnapshotMetadata, error) {
 			n.log.Warn("close snapshot", "index", index, "err", err)
 		}
 	}()
+	if term != 0 && f.Metadata.Term != term {
+		return raftpb.SnapshotMetadata{}, fmt.Errorf("raftnode: snapshot %d: file has term %d, want %d",
+			index, f.Metadata.Term, term)
+	}
 	if err := sr.RestoreFrom(f.Data, f.Data.Size()); err != nil {
 		return raftpb.SnapshotMetadata{}, fmt.Errorf("raftnode: restore snapshot %d: %w", index, err)
 	}
@@ -338,7 +350,9 @@ func (n *Node) Start(ctx context.Context) error {
 		SnapshotStatus: func(id uint64, failed bool) {
 			n.inbox.post(op{kind: opSnapStatus, id: id, failed: failed})
 		},
-		Logger: n.log,
+		OpenSnapshot:    n.openSnapshot,
+		ReceiveSnapshot: n.receiveSnapshot,
+		Logger:          n.log,
 	}
 	if n.cfg.WrapConn != nil {
 		tcfg.Wrap = n.cfg.WrapConn
@@ -501,7 +515,7 @@ func (n *Node) takeInbox() {
 			n.raft.TransferLeader(o.id)
 		}
 	}
-	clear(ops) // drop the messages (a MsgSnap carries a whole snapshot) before the next wake-up
+	clear(ops) // drop the messages (entries can be large) before the next wake-up
 	n.spare = ops[:0]
 }
 
@@ -547,12 +561,17 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		// A snapshot being written reads the state Restore is about to replace.
 		n.abortSnapshot()
-		if err := n.snaps.Save(rd.Snapshot); err != nil {
-			return fmt.Errorf("save snapshot: %w", err)
+		// A snapshot without its data in memory was streamed by the leader: receiveSnapshot
+		// wrote its file durably before raft was given the message.
+		if rd.Snapshot.Data != nil {
+			if err := n.snaps.Save(rd.Snapshot); err != nil {
+				return fmt.Errorf("save snapshot: %w", err)
+			}
 		}
 		if err := n.wal.SaveSnapshot(rd.Snapshot.Metadata.Index, rd.Snapshot.Metadata.Term); err != nil {
 			return fmt.Errorf("wal snapshot marker: %w", err)
 		}
+		n.snaps.Keep(rd.Snapshot.Metadata.Index)
 	}
 	// Committed entries this node had already persisted (in earlier Readys, and not rewritten by
 	// this one) are applied before this Ready's fsync rather than after it, as etcd overlaps
@@ -587,7 +606,11 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		if err := n.storage.applySnapshot(rd.Snapshot); err != nil {
 			return fmt.Errorf("apply snapshot to storage: %w", err)
 		}
-		if err := n.sm.Restore(rd.Snapshot.Data); err != nil {
+		if rd.Snapshot.Data != nil {
+			if err := n.sm.Restore(rd.Snapshot.Data); err != nil {
+				return fmt.Errorf("restore state machine: %w", err)
+			}
+		} else if _, err := n.restoreSnapshot(rd.Snapshot.Metadata.Index, rd.Snapshot.Metadata.Term); err != nil {
 			return fmt.Errorf("restore state machine: %w", err)
 		}
 		n.confState = rd.Snapshot.Metadata.ConfState

@@ -11,6 +11,8 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/shoal-kv/shoal/internal/snap"
 )
 
 // SnapshotStreamer is optionally implemented by a StateMachine whose snapshots can be written
@@ -116,6 +118,7 @@ func (n *Node) installSnapshot(md raftpb.SnapshotMetadata) error {
 	if err := n.wal.SaveSnapshot(md.Index, md.Term); err != nil {
 		return fmt.Errorf("wal snapshot marker: %w", err)
 	}
+	n.snaps.Keep(md.Index)
 	atomic.StoreUint64(&n.snapshotIndex, md.Index)
 	if err := n.storage.Compact(n.compactIndex(md.Index)); err != nil && !errors.Is(err, raft.ErrCompacted) {
 		return fmt.Errorf("compact: %w", err)
@@ -176,4 +179,55 @@ func (n *Node) compactIndex(idx uint64) uint64 {
 		keep = ents[i].Index
 	}
 	return keep - 1 // Compact(i) drops the entries before i and keeps i as its marker
+}
+
+// openSnapshot is the transport's OpenSnapshot: it opens the data of the snapshot raft is
+// sending to a follower, for the transport to stream from the file, validated (snap.OpenIndex
+// checksums it) and held open so that retention leaves it until the transport is done.
+func (n *Node) openSnapshot(md raftpb.SnapshotMetadata) (io.ReadCloser, int64, error) {
+	f, err := n.snaps.OpenIndex(md.Index)
+	if err != nil {
+		return nil, 0, fmt.Errorf("raftnode: open snapshot %d: %w", md.Index, err)
+	}
+	if f.Metadata.Term != md.Term {
+		_ = f.Close() // only read
+		return nil, 0, fmt.Errorf("raftnode: snapshot %d: file has term %d, raft's has %d",
+			md.Index, f.Metadata.Term, md.Term)
+	}
+	return openedReader{f}, f.Data.Size(), nil
+}
+
+// openedReader reads an open snapshot file's data from its start.
+type openedReader struct{ *snap.Opened }
+
+func (o openedReader) Read(b []byte) (int, error) { return o.Data.Read(b) }
+
+// receiveSnapshot is the transport's ReceiveSnapshot: it writes the data of a snapshot the
+// leader streamed durably as the snapshot file for its (term, index), before the message reaches
+// raft, so that once raft hands the snapshot back in a Ready (with Data nil) the file is there to
+// record in the WAL and restore from in place. On error the message is dropped and the
+// transport closes the link; the leader learns the snapshot failed and sends it again.
+//
+// A snapshot at or below the applied index is not written: raft ignores any snapshot at or
+// below its commit index, which is never below the applied index, so the file would only be
+// waste. Raft may still ignore one written here (its commit index can be ahead of what is
+// applied); such a file is removed by retention, which always spares the snapshot the WAL names
+// (Snapshotter.Keep).
+func (n *Node) receiveSnapshot(m raftpb.Message, data io.Reader, size int64) error {
+	md := m.Snapshot.Metadata
+	if applied := n.applied.Load(); md.Index <= applied {
+		n.log.Debug("skip stale snapshot", "from", m.From, "index", md.Index, "applied", applied)
+		return nil // the transport skips the data; raft answers the message as stale
+	}
+	start := time.Now()
+	got, err := n.snaps.SaveStream(md, func(w io.Writer) error {
+		_, err := io.CopyN(w, data, size)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("raftnode: save snapshot %d from %d: %w", md.Index, m.From, err)
+	}
+	n.log.Info("received snapshot", "from", m.From, "index", md.Index, "term", md.Term,
+		"bytes", got, "took", time.Since(start))
+	return nil
 }

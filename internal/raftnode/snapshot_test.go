@@ -285,45 +285,14 @@ func TestFailedAndAbandonedSnapshots(t *testing.T) {
 // TestCatchUpFromStreamedSnapshot: a follower that missed entries the leader compacted away is
 // sent a snapshot whose file was streamed, and installs it (aborting its own job if one runs).
 func TestCatchUpFromStreamedSnapshot(t *testing.T) {
-	c := &testCluster{t: t, dir: t.TempDir(), peers: map[uint64]string{}, nodes: map[uint64]*Node{}, sms: map[uint64]*listSM{}}
-	var pk freeport.Picker
-	for id := uint64(1); id <= 3; id++ {
-		c.peers[id] = freeAddr(t, &pk)
-	}
+	c := newSnapCluster(t)
 	start := func(id uint64) {
 		sm := newStreamSM(true)
 		c.nodes[id] = startNode(t, id, c.peers, filepath.Join(c.dir, fmt.Sprint(id)), sm)
 		c.sms[id] = &sm.listSM
 	}
-	for id := range c.peers {
-		start(id)
-	}
-	t.Cleanup(func() {
-		for _, n := range c.nodes {
-			n.Stop()
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for i := range 100 {
-		c.propose(ctx, uint64(i%3+1), fmt.Sprintf("a%d", i))
-	}
-	c.waitLen(ctx, 3, 100)
-	behind := c.nodes[3].Status().Applied
-	c.stop(3)
-	for i := range 400 {
-		c.propose(ctx, uint64(i%2+1), fmt.Sprintf("b%d", i))
-	}
-	want := c.waitLen(ctx, 1, 500)
-	// Once the log node 3 would need is gone everywhere, only a snapshot can bring it back.
-	waitFor(t, "the others to compact past node 3", func() bool {
-		for _, id := range []uint64{1, 2} {
-			if first, _ := c.nodes[id].storage.FirstIndex(); first <= behind+1 {
-				return false
-			}
-		}
-		return true
-	})
+	ctx := c.startAll(start)
+	want, _ := c.leaveNode3Behind(ctx, 100, 400)
 	start(3)
 	if got := c.waitLen(ctx, 3, len(want)); !slices.Equal(got[:len(want)], want) {
 		t.Fatal("node 3 caught up to a different log")
@@ -453,4 +422,163 @@ func TestRestartRestoresFromReader(t *testing.T) {
 	if sm3.fromReader.Load()+sm3.fromMemory.Load() != 0 {
 		t.Fatal("a damaged snapshot reached the state machine")
 	}
+}
+
+// TestFollowerInstallsStreamedSnapshot: a follower behind the leader's compacted log is caught
+// up by a snapshot whose data the leader's transport streams from its file into the follower's
+// (raft's storage holds no snapshot data): the file the follower installs is the leader's, its
+// state machine is restored from the file in place (RestoreFrom, never Restore), and a restart
+// afterwards restores from that same file.
+func TestFollowerInstallsStreamedSnapshot(t *testing.T) {
+	c := newSnapCluster(t)
+	rsms := map[uint64]*restorerSM{}
+	start := func(id uint64) {
+		sm := &restorerSM{streamSM: newStreamSM(true)}
+		c.nodes[id] = startNode(t, id, c.peers, filepath.Join(c.dir, fmt.Sprint(id)), sm)
+		c.sms[id] = &sm.listSM
+		rsms[id] = sm
+	}
+	ctx := c.startAll(start)
+	want, behind := c.leaveNode3Behind(ctx, 30, 300)
+	for _, id := range []uint64{1, 2} {
+		if sn, err := c.nodes[id].storage.Snapshot(); err != nil || sn.Data != nil {
+			t.Fatalf("node %d: raft's storage returns snapshot data (%d bytes, err %v)", id, len(sn.Data), err)
+		}
+	}
+
+	start(3)
+	restores := rsms[3].fromReader.Load() // New may have restored an older snapshot of its own
+	if got := c.waitLen(ctx, 3, len(want)); !slices.Equal(got[:len(want)], want) {
+		t.Fatal("node 3 caught up to a different log")
+	}
+	n3 := c.nodes[3]
+	idx := n3.Status().SnapshotIndex
+	if idx <= behind {
+		t.Fatalf("node 3 caught up without a snapshot (snapshot index %d, was behind at %d)", idx, behind)
+	}
+	if got, mem := rsms[3].fromReader.Load()-restores, rsms[3].fromMemory.Load(); got != 1 || mem != 0 {
+		t.Fatalf("installing the snapshot restored %d times through RestoreFrom and %d through Restore, want 1 and 0", got, mem)
+	}
+	mine, err := n3.snaps.LoadIndex(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, id := range []uint64{1, 2} {
+		theirs, err := c.nodes[id].snaps.LoadIndex(idx)
+		if err != nil {
+			continue // this one may have snapshotted at other indexes
+		}
+		found = true
+		if string(theirs.Data) != string(mine.Data) || theirs.Metadata.Term != mine.Metadata.Term {
+			t.Fatalf("node 3's snapshot %d differs from node %d's", idx, id)
+		}
+	}
+	if !found {
+		t.Fatalf("no other node has snapshot %d", idx)
+	}
+	if size := rsms[3].size.Load(); size != int64(len(mine.Data)) {
+		t.Fatalf("RestoreFrom was given %d bytes, the snapshot holds %d", size, len(mine.Data))
+	}
+
+	// A restart restores from the installed file (or a newer one of node 3's own), in place.
+	c.stop(3)
+	start(3)
+	if got := c.nodes[3].Status().SnapshotIndex; got < idx {
+		t.Fatalf("restarted from snapshot %d, older than the installed %d", got, idx)
+	}
+	if got, mem := rsms[3].fromReader.Load(), rsms[3].fromMemory.Load(); got != 1 || mem != 0 {
+		t.Fatalf("restart restored %d times through RestoreFrom and %d through Restore, want 1 and 0", got, mem)
+	}
+	if got := c.waitLen(ctx, 3, len(want)); !slices.Equal(got[:len(want)], want) {
+		t.Fatal("node 3 restarted to a different log")
+	}
+}
+
+// TestReceiveStaleSnapshotSkipped: a streamed snapshot at or below the applied index is not
+// written (raft would ignore it), and the transport skips its data.
+func TestReceiveStaleSnapshotSkipped(t *testing.T) {
+	dir := t.TempDir()
+	n := &Node{log: quietLogger()}
+	var err error
+	if n.snaps, err = snap.New(filepath.Join(dir, "snap"), nil); err != nil {
+		t.Fatal(err)
+	}
+	n.applied.Store(100)
+	m := raftpb.Message{Type: raftpb.MsgSnap, From: 2, To: 1,
+		Snapshot: &raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{Index: 100, Term: 2}}}
+	if err := n.receiveSnapshot(m, strings.NewReader("stale"), 5); err != nil {
+		t.Fatal(err)
+	}
+	if complete, _ := snapFiles(t, dir); len(complete) != 0 {
+		t.Fatalf("stale snapshot written: %v", complete)
+	}
+	m.Snapshot.Metadata.Index = 101
+	if err := n.receiveSnapshot(m, strings.NewReader("fresh"), 5); err != nil {
+		t.Fatal(err)
+	}
+	s, err := n.snaps.LoadIndex(101)
+	if err != nil || string(s.Data) != "fresh" || s.Metadata.Term != 2 {
+		t.Fatalf("received snapshot: %q %+v %v", s.Data, s.Metadata, err)
+	}
+	// A stream that ends early leaves no file.
+	m.Snapshot.Metadata.Index = 102
+	if err := n.receiveSnapshot(m, strings.NewReader("shor"), 5); err == nil {
+		t.Fatal("truncated snapshot accepted")
+	}
+	if _, err := n.snaps.LoadIndex(102); !errors.Is(err, snap.ErrNoSnapshot) {
+		t.Fatalf("truncated snapshot saved: %v", err)
+	}
+}
+
+// newSnapCluster returns an empty three-node testCluster with its peers' addresses picked.
+func newSnapCluster(t *testing.T) *testCluster {
+	c := &testCluster{t: t, dir: t.TempDir(), peers: map[uint64]string{}, nodes: map[uint64]*Node{}, sms: map[uint64]*listSM{}}
+	var pk freeport.Picker
+	for id := uint64(1); id <= 3; id++ {
+		c.peers[id] = freeAddr(t, &pk)
+	}
+	return c
+}
+
+// startAll starts every node with start, stops them all when the test ends, and returns a
+// context for the test's waits.
+func (c *testCluster) startAll(start func(id uint64)) context.Context {
+	for id := range c.peers {
+		start(id)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	c.t.Cleanup(func() {
+		cancel()
+		for _, n := range c.nodes {
+			n.Stop()
+		}
+	})
+	return ctx
+}
+
+// leaveNode3Behind writes before entries everywhere, stops node 3, writes after more through
+// nodes 1 and 2 and waits until both compacted their logs past what node 3 holds: once the log
+// node 3 would need is gone everywhere, only a snapshot can bring it back. It returns the log
+// nodes 1 and 2 applied and the index node 3 had applied when it stopped.
+func (c *testCluster) leaveNode3Behind(ctx context.Context, before, after int) (want []string, behind uint64) {
+	for i := range before {
+		c.propose(ctx, uint64(i%3+1), fmt.Sprintf("a%d", i))
+	}
+	c.waitLen(ctx, 3, before)
+	behind = c.nodes[3].Status().Applied
+	c.stop(3)
+	for i := range after {
+		c.propose(ctx, uint64(i%2+1), fmt.Sprintf("b%d", i))
+	}
+	want = c.waitLen(ctx, 1, before+after)
+	waitFor(c.t, "the others to compact past node 3", func() bool {
+		for _, id := range []uint64{1, 2} {
+			if first, _ := c.nodes[id].storage.FirstIndex(); first <= behind+1 {
+				return false
+			}
+		}
+		return true
+	})
+	return want, behind
 }

@@ -49,6 +49,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"go.etcd.io/raft/v3/raftpb"
 
@@ -118,6 +119,10 @@ type Snapshotter struct {
 	// open counts, per file name, the Opened values not closed yet; purge
 	// leaves those files for a later Save to remove.
 	open map[string]int
+	// keep is the index whose files purge never removes (0: none); see Keep. It is
+	// atomic rather than under mu so that Keep, called from a raft node's loop,
+	// never waits for an OpenIndex checksumming a large file under mu.
+	keep atomic.Uint64
 }
 
 // New returns a Snapshotter for dir, creating the directory if needed and
@@ -536,7 +541,19 @@ func corrupt(path, format string, args ...any) error {
 	return fmt.Errorf("%w %s: %s", ErrCorrupt, path, fmt.Sprintf(format, args...))
 }
 
-// purge keeps the newest s.retain snapshot files. Failures are only logged:
+// Keep makes retention spare the files of the snapshot at index, however many
+// newer files are saved, until Keep is called with another index (0: none).
+// Retention by age alone assumes the newest files are the ones in use, but a
+// raft node also saves snapshots received from its leader before raft decides
+// whether to install them: a few that raft then ignores as stale would
+// otherwise push out the snapshot the node's WAL names, which its restart
+// needs. The node keeps the snapshot of its newest WAL marker.
+func (s *Snapshotter) Keep(index uint64) {
+	s.keep.Store(index)
+}
+
+// purge keeps the newest s.retain snapshot files, and those of the index
+// Keep names. Failures are only logged:
 // the new snapshot is already durable, and purging is retried next Save.
 func (s *Snapshotter) purge() {
 	files, err := s.list()
@@ -550,6 +567,9 @@ func (s *Snapshotter) purge() {
 	for _, fi := range files[s.retain:] {
 		if s.open[fi.name] > 0 {
 			continue // being read (OpenIndex): removed by a Save after it is closed
+		}
+		if keep := s.keep.Load(); keep != 0 && fi.index == keep {
+			continue // in use (Keep)
 		}
 		if err := os.Remove(filepath.Join(s.dir, fi.name)); err != nil {
 			s.log.Warn("snap: remove old snapshot", "file", fi.name, "err", err)

@@ -175,3 +175,35 @@ func TestRetentionAndTempCleanup(t *testing.T) {
 		t.Fatalf("load after cleanup: %v %v", got.Metadata, err)
 	}
 }
+
+// TestKeepSparesFromRetention: the snapshot Keep names survives any number of newer saves (a
+// raft node's received snapshots that raft ignored must not push out the one its WAL names),
+// and is removed by retention once another index is kept.
+func TestKeepSparesFromRetention(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "snap")
+	s := mustNew(t, dir, Options{Retain: 2})
+	if err := s.Save(mkSnap(1, 10, "kept")); err != nil {
+		t.Fatal(err)
+	}
+	s.Keep(10)
+	for i := uint64(11); i <= 15; i++ {
+		if err := s.Save(mkSnap(1, i, "newer")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.LoadIndex(10)
+	if err != nil {
+		t.Fatalf("kept snapshot removed: %v", err)
+	}
+	checkSnap(t, got, mkSnap(1, 10, "kept"))
+	if n := len(names(t, dir)); n != 3 {
+		t.Fatalf("%d files, want the 2 newest and the kept one: %v", n, names(t, dir))
+	}
+	s.Keep(15)
+	if err := s.Save(mkSnap(1, 16, "newest")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LoadIndex(10); !errors.Is(err, ErrNoSnapshot) {
+		t.Fatalf("snapshot no longer kept survived retention: %v", err)
+	}
+}

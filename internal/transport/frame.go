@@ -22,23 +22,51 @@ import (
 //
 // Every later frame is one marshalled raftpb.Message. Connections are one-way: the dialer only
 // writes and the acceptor only reads, so a link needs no request/response framing.
+//
+// A MsgSnap whose snapshot data lives in a file on the sender (Config.OpenSnapshot) is sent as a
+// streamed-snapshot frame instead: the top bit of the length word (streamFlag) is set, and the
+// message is followed by the data, outside the frame:
+//
+//	length  uint32  streamFlag | n, n the length of the message below
+//	message [n]byte marshalled raftpb.Message, its Snapshot.Data empty
+//	size    uint64  big-endian length of the snapshot data
+//	data    [size]byte
+//
+// The data is not part of the frame, so the frame limit does not bound it and neither side holds
+// it in memory: the sender copies it from its file through the connection's write buffer, and the
+// receiver hands it, as a reader of exactly size bytes, to Config.ReceiveSnapshot. An ordinary
+// frame's length never has the top bit set (MaxFrameSize is below 2^31), so ordinary frames are
+// byte for byte what they were and WireVersion is unchanged: a reader predating streamed frames
+// sees a length over its limit and closes the connection, so the sender reports the snapshot
+// failed and its other messages flow again once it has redialled.
 
 const (
 	// HelloMagic identifies a Shoal raft transport connection ("SHRT").
 	HelloMagic uint32 = 0x53485254
 	// WireVersion is the wire-format version carried in the hello frame.
 	WireVersion uint16 = 1
-	// DefaultMaxFrameSize bounds a single frame (1 GiB). It is large because a MsgSnap carries
-	// the whole state machine snapshot, and finite so a corrupt length cannot make the reader
-	// allocate without limit.
+	// DefaultMaxFrameSize bounds a single frame (1 GiB), finite so a corrupt length cannot make
+	// the reader allocate without limit. Snapshots no longer count against it (their data is
+	// streamed after the frame), but it stays this large because raft sends a log entry whole in
+	// one MsgApp however big it is, and one client command can be about as large (a RESP
+	// command may buffer up to 1 GiB): a lower limit would drop that entry's MsgApp on every
+	// retry and stall replication for good. Lower it only together with a cap on proposals.
 	DefaultMaxFrameSize = 1 << 30
+	// MaxFrameSizeLimit is the largest MaxFrameSize allowed: the top bit of a frame's length
+	// word is streamFlag.
+	MaxFrameSizeLimit = 1<<31 - 1
+
+	// streamFlag, set in a frame's length word, marks a streamed-snapshot frame (see above).
+	streamFlag uint32 = 1 << 31
+	// maxStreamSize bounds the size word of a streamed snapshot so that it fits an int64.
+	maxStreamSize = 1<<63 - 1
 
 	frameHeaderSize = 4
 	helloSize       = 4 + 2 + 2 + 8 + 8
 
 	// maxRetainedBuf is the largest scratch buffer a reader or writer keeps between frames;
-	// larger ones (snapshots) are allocated per frame so a single snapshot does not pin its
-	// size in memory for the connection's lifetime.
+	// larger ones (a huge entry, or a snapshot sent inside its frame) are allocated per frame
+	// so that one such frame does not pin its size in memory for the connection's lifetime.
 	maxRetainedBuf = 1 << 20
 	// largeFrameChunk is the initial allocation for frames above maxRetainedBuf: the buffer
 	// grows as bytes actually arrive, so a bogus length cannot allocate 1 GiB up front.
@@ -104,16 +132,20 @@ type frameReader struct {
 	buf []byte
 }
 
-// next returns the next frame's payload. The slice is valid only until the following call;
-// callers must copy what they keep (raftpb's Unmarshal copies byte fields, so decoding is enough).
-func (fr *frameReader) next() ([]byte, error) {
+// next returns the next frame's payload, and whether it is a streamed-snapshot frame, whose
+// snapshot data the caller must then read (streamSize, then the data) before the next frame.
+// The slice is valid only until the following call; callers must copy what they keep (raftpb's
+// Unmarshal copies byte fields, so decoding is enough).
+func (fr *frameReader) next() (payload []byte, streamed bool, err error) {
 	var hdr [frameHeaderSize]byte
 	if _, err := io.ReadFull(fr.r, hdr[:]); err != nil {
-		return nil, err // io.EOF here is a clean close between frames
+		return nil, false, err // io.EOF here is a clean close between frames
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
+	streamed = n&streamFlag != 0
+	n &^= streamFlag
 	if uint64(n) > uint64(fr.max) {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, fr.max)
+		return nil, false, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, fr.max)
 	}
 	if n <= maxRetainedBuf {
 		if cap(fr.buf) < int(n) {
@@ -121,17 +153,30 @@ func (fr *frameReader) next() ([]byte, error) {
 		}
 		b := fr.buf[:n]
 		if _, err := io.ReadFull(fr.r, b); err != nil {
-			return nil, fmt.Errorf("read frame body (%d bytes): %w", n, noEOF(err))
+			return nil, false, fmt.Errorf("read frame body (%d bytes): %w", n, noEOF(err))
 		}
-		return b, nil
+		return b, streamed, nil
 	}
 	var bb bytes.Buffer
 	bb.Grow(min(int(n), largeFrameChunk))
 	got, err := io.CopyN(&bb, fr.r, int64(n))
 	if err != nil {
-		return nil, fmt.Errorf("read frame body (%d of %d bytes): %w", got, n, noEOF(err))
+		return nil, false, fmt.Errorf("read frame body (%d of %d bytes): %w", got, n, noEOF(err))
 	}
-	return bb.Bytes(), nil
+	return bb.Bytes(), streamed, nil
+}
+
+// streamSize reads the size word that follows a streamed-snapshot frame's message.
+func (fr *frameReader) streamSize() (int64, error) {
+	var b [8]byte
+	if _, err := io.ReadFull(fr.r, b[:]); err != nil {
+		return 0, fmt.Errorf("read snapshot size: %w", noEOF(err))
+	}
+	size := binary.BigEndian.Uint64(b[:])
+	if size > maxStreamSize {
+		return 0, fmt.Errorf("%w: snapshot of %d bytes", ErrFrameTooLarge, size)
+	}
+	return int64(size), nil
 }
 
 // noEOF turns io.EOF into io.ErrUnexpectedEOF: inside a frame, EOF means truncation.

@@ -101,7 +101,7 @@ func (t *Transport) readFrames(c net.Conn, debug func(string, ...any)) error {
 
 	fr := frameReader{r: br, max: t.cfg.MaxFrameSize}
 	for {
-		payload, err := fr.next()
+		payload, streamed, err := fr.next()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
@@ -114,7 +114,16 @@ func (t *Transport) readFrames(c net.Conn, debug func(string, ...any)) error {
 			// not speaking our version; dropping the link is safer than guessing.
 			return fmt.Errorf("peer %d: decode message: %w", h.From, err)
 		}
-		if m.To != t.cfg.ID {
+		if streamed {
+			deliver, err := t.receiveSnapshot(&fr, &m, debug)
+			if err != nil {
+				// The data may be partly unread: the next bytes are not a frame header.
+				return fmt.Errorf("peer %d: %w", h.From, err)
+			}
+			if !deliver {
+				continue
+			}
+		} else if m.To != t.cfg.ID {
 			debug("drop message addressed elsewhere", "from", m.From, "to", m.To, "type", m.Type)
 			continue
 		}
@@ -127,4 +136,60 @@ func (t *Transport) readFrames(c net.Conn, debug func(string, ...any)) error {
 			debug("handler rejected message", "from", m.From, "type", m.Type, "err", err)
 		}
 	}
+}
+
+// receiveSnapshot reads the snapshot data that follows the streamed-snapshot frame of m and hands
+// it to ReceiveSnapshot. It reports whether m is to be delivered to Handler; an error means the
+// connection's framing can no longer be trusted.
+func (t *Transport) receiveSnapshot(fr *frameReader, m *raftpb.Message, debug func(string, ...any)) (bool, error) {
+	size, err := fr.streamSize()
+	if err != nil {
+		return false, err
+	}
+	if m.Type != raftpb.MsgSnap || m.Snapshot == nil {
+		return false, fmt.Errorf("streamed data after a %s, not a snapshot", m.Type)
+	}
+	if t.cfg.ReceiveSnapshot == nil {
+		return false, errors.New("streamed snapshot, but no ReceiveSnapshot is configured")
+	}
+	data := &io.LimitedReader{R: fr.r, N: size}
+	if m.To != t.cfg.ID {
+		debug("drop snapshot addressed elsewhere", "from", m.From, "to", m.To, "bytes", size)
+		return false, discard(data, size)
+	}
+	if err := t.cfg.ReceiveSnapshot(*m, noEOFReader{data}, size); err != nil {
+		return false, fmt.Errorf("receive snapshot %d (%d bytes): %w", m.Snapshot.Metadata.Index, size, err)
+	}
+	// What the callback left unread (a snapshot it had no use for) is skipped, so the next
+	// frame is read from its first byte.
+	if err := discard(data, size); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// discard skips what is left of a snapshot's data.
+func discard(data *io.LimitedReader, size int64) error {
+	if data.N == 0 {
+		return nil
+	}
+	if _, err := io.Copy(io.Discard, data); err != nil {
+		return fmt.Errorf("skip snapshot data (%d of %d bytes left): %w", data.N, size, noEOF(err))
+	}
+	if data.N != 0 {
+		return fmt.Errorf("skip snapshot data (%d of %d bytes left): %w", data.N, size, io.ErrUnexpectedEOF)
+	}
+	return nil
+}
+
+// noEOFReader reads snapshot data: the connection ending before the data's end is a
+// truncation (io.ErrUnexpectedEOF), not the end of the snapshot, which the limit alone marks.
+type noEOFReader struct{ r *io.LimitedReader }
+
+func (r noEOFReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err == io.EOF && r.r.N > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }

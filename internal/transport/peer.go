@@ -22,6 +22,10 @@ const (
 	// maxBatch bounds how many messages are written between flushes, so that under sustained
 	// load snapshot statuses are still reported and the deadline is refreshed regularly.
 	maxBatch = 1024
+	// streamChunk is how much streamed snapshot data is written under one write deadline: a
+	// peer that stops reading is noticed within about WriteTimeout, however large the snapshot,
+	// instead of after a deadline sized for the whole of it.
+	streamChunk = 4 << 20
 )
 
 // peer is one outbound link: a bounded queue and the writer goroutine that drains it.
@@ -191,12 +195,12 @@ func (e errTooLarge) Error() string { return fmt.Sprintf("message of %d bytes", 
 // reported here, and is not an error for the connection.
 func (p *peer) writeFrame(l *link, m *raftpb.Message, scratch *[]byte) (isSnap bool, err error) {
 	t := p.t
+	if t.streams(m) {
+		return p.writeStreamed(l, m)
+	}
 	isSnap = m.Type == raftpb.MsgSnap
 	size := m.Size()
-	if size > t.cfg.MaxFrameSize {
-		t.log.Warn("drop message over frame limit", "peer", p.id, "type", m.Type,
-			"size", size, "limit", t.cfg.MaxFrameSize)
-		t.reportDrop(m)
+	if p.overLimit(m, size) {
 		return false, nil
 	}
 	need := frameHeaderSize + size
@@ -226,6 +230,105 @@ func (p *peer) writeFrame(l *link, m *raftpb.Message, scratch *[]byte) (isSnap b
 		return isSnap, fmt.Errorf("write %s to peer %d: %w", m.Type, p.id, err)
 	}
 	return isSnap, nil
+}
+
+// overLimit reports whether m, of size bytes encoded, exceeds the frame limit, in which case it
+// is dropped (and reported) rather than sent: the receiver would close the connection on it.
+func (p *peer) overLimit(m *raftpb.Message, size int) bool {
+	t := p.t
+	if size <= t.cfg.MaxFrameSize {
+		return false
+	}
+	t.log.Warn("drop message over frame limit", "peer", p.id, "type", m.Type, "size", size, "limit", t.cfg.MaxFrameSize)
+	t.reportDrop(m)
+	return true
+}
+
+// streams reports whether m's snapshot data is to be streamed from OpenSnapshot after it rather
+// than sent inside its frame: a MsgSnap that does not carry its data, when a source is set.
+func (t *Transport) streams(m *raftpb.Message) bool {
+	return m.Type == raftpb.MsgSnap && t.cfg.OpenSnapshot != nil && m.Snapshot != nil &&
+		len(m.Snapshot.Data) == 0 && m.Snapshot.Metadata.Index != 0
+}
+
+// writeStreamed writes the MsgSnap m as a streamed-snapshot frame followed by its data, read
+// from OpenSnapshot in chunks through the link's buffer (see the wire format in frame.go). If
+// the data cannot be opened, m is dropped and reported here, and the connection is untouched.
+// Once the frame is started, any failure, the source's included, is returned as an error: the
+// receiver expects the rest of the data, so the connection must be torn down.
+func (p *peer) writeStreamed(l *link, m *raftpb.Message) (isSnap bool, err error) {
+	t := p.t
+	md := m.Snapshot.Metadata
+	size := m.Size()
+	if p.overLimit(m, size) {
+		return false, nil
+	}
+	data, n, err := t.cfg.OpenSnapshot(md)
+	if err != nil {
+		// The snapshot may have been replaced by a newer one meanwhile: raft sends that one
+		// once told this one failed.
+		t.log.Warn("drop snapshot: cannot open its data", "peer", p.id, "index", md.Index, "err", err)
+		t.cfg.SnapshotStatus(p.id, true)
+		return false, nil
+	}
+	defer func() {
+		if cerr := data.Close(); cerr != nil {
+			t.log.Debug("close snapshot source", "peer", p.id, "index", md.Index, "err", cerr)
+		}
+	}()
+	if n < 0 {
+		t.log.Error("drop snapshot: bad size from its source", "peer", p.id, "index", md.Index, "size", n)
+		t.cfg.SnapshotStatus(p.id, true)
+		return false, nil
+	}
+	// The message without its data is small: one allocation per snapshot sent is nothing.
+	buf := make([]byte, frameHeaderSize+size+8)
+	binary.BigEndian.PutUint32(buf, streamFlag|uint32(size))
+	if _, err := m.MarshalTo(buf[frameHeaderSize : frameHeaderSize+size]); err != nil {
+		t.log.Error("marshal raft message", "peer", p.id, "type", m.Type, "err", err)
+		t.reportDrop(m)
+		return false, nil
+	}
+	binary.BigEndian.PutUint64(buf[frameHeaderSize+size:], uint64(n))
+	p.setDeadline(l, l.bw.Buffered()+len(buf))
+	if _, err := l.bw.Write(buf); err != nil {
+		return true, fmt.Errorf("write %s to peer %d: %w", m.Type, p.id, err)
+	}
+	src := &sourceReader{r: data}
+	var sent int64
+	for sent < n {
+		chunk := min(n-sent, streamChunk)
+		p.setDeadline(l, l.bw.Buffered()+int(chunk))
+		c, err := io.CopyN(l.bw, src, chunk)
+		sent += c
+		switch {
+		case src.err != nil:
+			return true, fmt.Errorf("read snapshot %d for peer %d (%d of %d bytes sent): %w",
+				md.Index, p.id, sent, n, src.err)
+		case errors.Is(err, io.EOF):
+			return true, fmt.Errorf("snapshot %d for peer %d ended after %d of %d bytes: %w",
+				md.Index, p.id, sent, n, io.ErrUnexpectedEOF)
+		case err != nil:
+			return true, fmt.Errorf("stream snapshot %d to peer %d (%d of %d bytes sent): %w",
+				md.Index, p.id, sent, n, err)
+		}
+	}
+	return true, nil
+}
+
+// sourceReader remembers a read error of a snapshot's source, to tell it from a write error on
+// the connection when the copy fails.
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *sourceReader) Read(b []byte) (int, error) {
+	n, err := s.r.Read(b)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
 }
 
 // flush writes out the buffered frames.

@@ -18,6 +18,12 @@
 // Callbacks (Handler, Unreachable, SnapshotStatus) run on transport goroutines and on the
 // goroutine calling Send. They must not block for long; they may call back into the Transport.
 // The shape matches raft.Node.Step, ReportUnreachable and ReportSnapshot.
+//
+// Snapshots, as etcd's rafthttp does, travel out of band of the message: with OpenSnapshot and
+// ReceiveSnapshot configured, a MsgSnap's data is streamed from the sender's snapshot file into
+// the receiver's, after the message on the same link, rather than held in memory inside one
+// frame. OpenSnapshot and ReceiveSnapshot run on the peer's writer and the connection's reader
+// and may take as long as the data takes to move.
 package transport
 
 import (
@@ -25,6 +31,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -70,10 +77,28 @@ type Config struct {
 	Handler func(ctx context.Context, m raftpb.Message) error
 	// Unreachable is called (optional) when a message to id is dropped or its link fails.
 	Unreachable func(id uint64)
-	// SnapshotStatus is called (optional) for every MsgSnap: failed=false once the frame has
-	// been written and flushed to the connection, failed=true if it was dropped or the write
-	// failed. Not called for snapshots discarded by Close or RemovePeer.
+	// SnapshotStatus is called (optional) for every MsgSnap: failed=false once the frame (and
+	// a streamed snapshot's data) has been written and flushed to the connection, failed=true
+	// if it was dropped, its data could not be opened or read, or the write failed. Not called
+	// for snapshots discarded by Close or RemovePeer.
 	SnapshotStatus func(id uint64, failed bool)
+	// OpenSnapshot (optional) opens the data of the snapshot md describes, for a MsgSnap whose
+	// Snapshot.Data is empty: the transport then streams the size bytes of the returned reader
+	// after the message (see the wire format in frame.go) instead of sending the data inside the
+	// frame, so a snapshot is never held in memory whole and is not bound by MaxFrameSize. The
+	// transport reads it in bounded chunks on the peer's writer goroutine and closes it once
+	// written. An error drops the MsgSnap (SnapshotStatus failed); a reader that fails or ends
+	// early fails the snapshot and the connection, whose framing it has broken. Without it, a
+	// MsgSnap is sent whole inside its frame.
+	OpenSnapshot func(md raftpb.SnapshotMetadata) (data io.ReadCloser, size int64, err error)
+	// ReceiveSnapshot (optional, but required to accept streamed snapshots) receives a streamed
+	// MsgSnap before Handler does: m (its Snapshot.Data empty) and a reader of exactly size
+	// bytes, the snapshot's data, valid only during the call. Bytes it leaves unread are
+	// discarded. If it returns nil, m is then passed to Handler as usual; an error drops m and
+	// closes the connection, since the data may be partly unread (the sender sees its link
+	// fail and raft sends the snapshot again). A streamed snapshot reaching a Transport without
+	// ReceiveSnapshot closes the connection.
+	ReceiveSnapshot func(m raftpb.Message, data io.Reader, size int64) error
 	// Logger receives logs; nil discards them. Reconnect noise is at Debug level.
 	Logger *slog.Logger
 	// QueueSize is the per-peer outbound queue length (default DefaultQueueSize).
@@ -90,8 +115,9 @@ type Config struct {
 	// certificate its CA did not sign, in both directions.
 	TLS *tls.Config
 
-	// MaxFrameSize bounds one frame in both directions (default DefaultMaxFrameSize). Larger
-	// outbound messages are dropped; a larger inbound frame closes the connection.
+	// MaxFrameSize bounds one frame in both directions (default DefaultMaxFrameSize, at most
+	// MaxFrameSizeLimit). Larger outbound messages are dropped; a larger inbound frame closes
+	// the connection. Streamed snapshot data is not part of a frame and is not bounded by it.
 	MaxFrameSize int
 	// MinBackoff and MaxBackoff bound the reconnect delay (defaults DefaultMinBackoff,
 	// DefaultMaxBackoff).
@@ -133,6 +159,9 @@ func New(cfg Config) (*Transport, error) {
 	if cfg.QueueSize < 0 || cfg.DialTimeout < 0 || cfg.MaxFrameSize < 0 || cfg.MinBackoff < 0 ||
 		cfg.MaxBackoff < 0 || cfg.WriteTimeout < 0 {
 		return nil, errors.New("transport: negative size or duration in Config")
+	}
+	if cfg.MaxFrameSize > MaxFrameSizeLimit {
+		return nil, fmt.Errorf("transport: MaxFrameSize %d above the limit %d", cfg.MaxFrameSize, MaxFrameSizeLimit)
 	}
 	if cfg.QueueSize == 0 {
 		cfg.QueueSize = DefaultQueueSize

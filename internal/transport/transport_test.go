@@ -490,11 +490,23 @@ func TestInboundFrameTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	hdr := binary.BigEndian.AppendUint32(rawHello(HelloMagic, WireVersion, 1, 2), 1<<31)
+	// (The top bit is streamFlag, so 1<<30 is the largest plain length.)
+	hdr := binary.BigEndian.AppendUint32(rawHello(HelloMagic, WireVersion, 1, 2), 1<<30)
 	if _, err := c2.Write(hdr); err != nil {
 		t.Fatal(err)
 	}
 	expectClosed(t, c2)
+	// So is a streamed-snapshot frame whose message is over the limit.
+	c3, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	hdr = binary.BigEndian.AppendUint32(rawHello(HelloMagic, WireVersion, 1, 2), streamFlag|1<<30)
+	if _, err := c3.Write(hdr); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, c3)
 }
 
 func TestRemoveAndAddPeer(t *testing.T) {
@@ -670,7 +682,290 @@ func TestFrameReaderRejectsTruncation(t *testing.T) {
 	b.Write(binary.BigEndian.AppendUint32(nil, 10))
 	b.WriteString("short")
 	fr := frameReader{r: bufio.NewReader(&b), max: 100}
-	if _, err := fr.next(); !errors.Is(err, io.ErrUnexpectedEOF) {
+	if _, _, err := fr.next(); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("got %v, want ErrUnexpectedEOF", err)
 	}
+}
+
+// snapSource serves one snapshot's data to OpenSnapshot, optionally failing after failAfter
+// bytes, and records what was opened and closed.
+type snapSource struct {
+	data      []byte
+	failAfter int // >0: Read fails once this many bytes were read
+	openErr   error
+	opened    atomic.Int32
+	closed    atomic.Int32
+	md        chan raftpb.SnapshotMetadata
+}
+
+func newSnapSource(data []byte) *snapSource {
+	return &snapSource{data: data, md: make(chan raftpb.SnapshotMetadata, 10)}
+}
+
+func (s *snapSource) open(md raftpb.SnapshotMetadata) (io.ReadCloser, int64, error) {
+	s.md <- md
+	if s.openErr != nil {
+		return nil, 0, s.openErr
+	}
+	s.opened.Add(1)
+	var r io.Reader = bytes.NewReader(s.data)
+	if s.failAfter > 0 {
+		r = io.MultiReader(io.LimitReader(r, int64(s.failAfter)), failingReader{})
+	}
+	return &closeCounter{Reader: r, n: &s.closed}, int64(len(s.data)), nil
+}
+
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, errors.New("disk read failed") }
+
+type closeCounter struct {
+	io.Reader
+	n *atomic.Int32
+}
+
+func (c *closeCounter) Close() error { c.n.Add(1); return nil }
+
+// received is what a ReceiveSnapshot callback was given.
+type received struct {
+	m    raftpb.Message
+	data []byte
+	size int64
+	err  error
+}
+
+// receiveInto returns a ReceiveSnapshot that reads the whole data, reports it on ch, and then
+// returns fail (nil: accept).
+func receiveInto(ch chan<- received, fail error) func(raftpb.Message, io.Reader, int64) error {
+	return func(m raftpb.Message, r io.Reader, size int64) error {
+		b, err := io.ReadAll(r)
+		ch <- received{m: m, data: b, size: size, err: err}
+		if err != nil {
+			return err
+		}
+		return fail
+	}
+}
+
+func streamedSnap(from, to, index uint64) raftpb.Message {
+	return raftpb.Message{Type: raftpb.MsgSnap, From: from, To: to, Term: 3,
+		Snapshot: &raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{Index: index, Term: 3,
+			ConfState: raftpb.ConfState{Voters: []uint64{1, 2}}}}}
+}
+
+// TestStreamedSnapshot: a MsgSnap without data is followed on the wire by its data, read from
+// OpenSnapshot (in several chunks: it is larger than the buffers and streamChunk), which reaches
+// ReceiveSnapshot byte for byte before the message reaches Handler, in order with the messages
+// around it.
+func TestStreamedSnapshot(t *testing.T) {
+	data := make([]byte, 2*streamChunk+12345)
+	_, _ = rand.Read(data)
+	src := newSnapSource(data)
+	recv := make(chan received, 10)
+	a := newNode(t, 1, func(c *Config) { c.OpenSnapshot = src.open })
+	b := newNode(t, 2, func(c *Config) { c.ReceiveSnapshot = receiveInto(recv, nil) })
+	connect(a, b)
+	a.Send([]raftpb.Message{app(1, 2, 1), streamedSnap(1, 2, 42), app(1, 2, 2)})
+
+	var got []raftpb.Message
+	for len(got) < 3 {
+		select {
+		case m := <-b.recv:
+			if m.Type == raftpb.MsgSnap && len(recv) == 0 {
+				t.Fatal("snapshot message delivered before its data was received")
+			}
+			got = append(got, m)
+		case <-time.After(deadline):
+			t.Fatalf("received %d of 3 messages", len(got))
+		}
+	}
+	if got[0].Index != 1 || got[1].Type != raftpb.MsgSnap || got[2].Index != 2 {
+		t.Fatalf("wrong order: %v %v %v", got[0].Type, got[1].Type, got[2].Type)
+	}
+	if s := got[1].Snapshot; s == nil || s.Metadata.Index != 42 || len(s.Data) != 0 {
+		t.Fatalf("delivered snapshot %+v, want index 42 without data", s)
+	}
+	r := <-recv
+	if r.err != nil || r.size != int64(len(data)) || !bytes.Equal(r.data, data) {
+		t.Fatalf("received %d bytes (size %d, err %v), want the source's %d", len(r.data), r.size, r.err, len(data))
+	}
+	if r.m.Snapshot.Metadata.Index != 42 || r.m.Snapshot.Metadata.Term != 3 || r.m.From != 1 {
+		t.Fatalf("callback got message %+v", r.m)
+	}
+	if md := <-src.md; md.Index != 42 || md.Term != 3 || len(md.ConfState.Voters) != 2 {
+		t.Fatalf("OpenSnapshot asked for %+v", md)
+	}
+	waitSnapStatus(t, a, 2, false)
+	if src.closed.Load() != 1 {
+		t.Fatalf("source closed %d times, want 1", src.closed.Load())
+	}
+	// The link goes on carrying ordinary messages.
+	a.Send([]raftpb.Message{app(1, 2, 3), app(1, 2, 4)})
+	for want := uint64(3); want <= 4; want++ {
+		select {
+		case m := <-b.recv:
+			if m.Index != want {
+				t.Fatalf("got index %d, want %d", m.Index, want)
+			}
+		case <-time.After(deadline):
+			t.Fatalf("message %d after the snapshot not received", want)
+		}
+	}
+	select {
+	case id := <-a.unreachable:
+		t.Fatalf("unexpected unreachable %d", id)
+	default:
+	}
+}
+
+// sendUntilReceived sends MsgApps with increasing indexes from a to b until b receives one: the
+// link may be backing off after a failure, which drops messages.
+func sendUntilReceived(t *testing.T, a, b *node, from uint64) {
+	t.Helper()
+	timer := time.NewTimer(deadline)
+	defer timer.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for idx := from; ; idx++ {
+		a.Send([]raftpb.Message{app(1, 2, idx)})
+		select {
+		case m := <-b.recv:
+			if m.Type != raftpb.MsgApp {
+				t.Fatalf("got %v, want an append", m.Type)
+			}
+			return
+		case <-tick.C:
+		case <-timer.C:
+			t.Fatal("the link did not recover")
+		}
+	}
+}
+
+// TestStreamedSnapshotSourceFails: a source that fails part-way fails the snapshot
+// (SnapshotStatus failed), the receiver sees a truncated stream and does not deliver the
+// message, and the link recovers for later messages. A source that cannot be opened drops the
+// snapshot without harming the link at all.
+func TestStreamedSnapshotSourceFails(t *testing.T) {
+	data := make([]byte, streamChunk+streamChunk/2)
+	_, _ = rand.Read(data)
+	src := newSnapSource(data)
+	src.failAfter = streamChunk + 1000
+	recv := make(chan received, 10)
+	a := newNode(t, 1, func(c *Config) { c.OpenSnapshot = src.open })
+	b := newNode(t, 2, func(c *Config) { c.ReceiveSnapshot = receiveInto(recv, nil) })
+	connect(a, b)
+	a.Send([]raftpb.Message{app(1, 2, 1), streamedSnap(1, 2, 42)})
+	waitSnapStatus(t, a, 2, true)
+	waitUnreachable(t, a, 2)
+	select {
+	case r := <-recv:
+		if r.err == nil || len(r.data) >= len(data) {
+			t.Fatalf("receiver read %d bytes without error from a failed stream", len(r.data))
+		}
+	case <-time.After(deadline):
+		t.Fatal("receiver callback not called")
+	}
+	if m := <-b.recv; m.Type != raftpb.MsgApp || m.Index != 1 {
+		t.Fatalf("first message %v %d", m.Type, m.Index)
+	}
+	sendUntilReceived(t, a, b, 2)
+	select {
+	case m := <-b.recv:
+		if m.Type == raftpb.MsgSnap {
+			t.Fatal("failed snapshot delivered to Handler")
+		}
+	default:
+	}
+	if src.closed.Load() != 1 {
+		t.Fatalf("source closed %d times, want 1", src.closed.Load())
+	}
+
+	// Open failure: dropped, reported, and the very next message still goes through.
+	src.openErr = errors.New("snapshot purged")
+	a.Send([]raftpb.Message{streamedSnap(1, 2, 43), app(1, 2, 1000)})
+	waitSnapStatus(t, a, 2, true)
+	select {
+	case m := <-b.recv:
+		if m.Index != 1000 {
+			t.Fatalf("got %v %d, want the append after the dropped snapshot", m.Type, m.Index)
+		}
+	case <-time.After(deadline):
+		t.Fatal("message after an unopenable snapshot not received")
+	}
+}
+
+// TestReceiveSnapshotError: a receiver that fails to store a snapshot drops it and closes the
+// connection (its framing may be lost); the sender redials and later messages arrive.
+func TestReceiveSnapshotError(t *testing.T) {
+	data := make([]byte, 300<<10)
+	_, _ = rand.Read(data)
+	src := newSnapSource(data)
+	recv := make(chan received, 10)
+	a := newNode(t, 1, func(c *Config) { c.OpenSnapshot = src.open })
+	b := newNode(t, 2, func(c *Config) { c.ReceiveSnapshot = receiveInto(recv, errors.New("disk full")) })
+	connect(a, b)
+	a.Send([]raftpb.Message{streamedSnap(1, 2, 42)})
+	if r := <-recv; !bytes.Equal(r.data, data) {
+		t.Fatal("receiver got different data")
+	}
+	waitUnreachable(t, a, 2) // the receiver closed the link
+	sendUntilReceived(t, a, b, 1)
+}
+
+// TestStreamedFrameWireFormat writes a streamed-snapshot frame by hand, as frame.go documents
+// it, followed by an ordinary frame: the data reaches ReceiveSnapshot, even when the callback
+// reads only part of it, and the next frame is read from its first byte.
+func TestStreamedFrameWireFormat(t *testing.T) {
+	recv := make(chan received, 10)
+	b := newNode(t, 2, func(c *Config) {
+		c.ReceiveSnapshot = func(m raftpb.Message, r io.Reader, size int64) error {
+			p := make([]byte, 3) // reads only part: the transport skips the rest
+			_, err := io.ReadFull(r, p)
+			recv <- received{m: m, data: p, size: size, err: err}
+			return err
+		}
+	})
+	c, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sm := streamedSnap(1, 2, 7)
+	p, err := sm.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := rawHello(HelloMagic, WireVersion, 1, 2)
+	w = binary.BigEndian.AppendUint32(w, 1<<31|uint32(len(p)))
+	w = append(w, p...)
+	w = binary.BigEndian.AppendUint64(w, 10)
+	w = append(w, "0123456789"...)
+	w = append(w, frame(t, app(1, 2, 1))...)
+	if _, err := c.Write(w); err != nil {
+		t.Fatal(err)
+	}
+	r := <-recv
+	if r.err != nil || string(r.data) != "012" || r.size != 10 || r.m.Snapshot.Metadata.Index != 7 {
+		t.Fatalf("callback got %q size %d err %v", r.data, r.size, r.err)
+	}
+	if m := <-b.recv; m.Type != raftpb.MsgSnap {
+		t.Fatalf("got %v, want the snapshot message", m.Type)
+	}
+	expect(t, b, 1)
+
+	// Without ReceiveSnapshot, a streamed snapshot closes the connection.
+	b2 := newNode(t, 3, nil)
+	c2, err := net.Dial("tcp", b2.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	w = rawHello(HelloMagic, WireVersion, 1, 3)
+	w = binary.BigEndian.AppendUint32(w, 1<<31|uint32(len(p)))
+	w = append(w, p...)
+	w = binary.BigEndian.AppendUint64(w, 10)
+	if _, err := c2.Write(append(w, "0123456789"...)); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, c2)
 }
