@@ -130,26 +130,19 @@ func TestPartialStreamIgnored(t *testing.T) {
 // TestLoadVersion1 reads a file in the format written before streaming saves.
 func TestLoadVersion1(t *testing.T) {
 	dir := t.TempDir()
-	want := mkSnap(2, 5, "written by an older shoal")
-	meta, err := want.Metadata.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := []byte(magicV1)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(meta)))
-	b = binary.LittleEndian.AppendUint64(b, uint64(len(want.Data)))
-	b = append(append(b, meta...), want.Data...)
-	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	if err := os.WriteFile(filepath.Join(dir, fileName(2, 5)), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	want := writeVersion1(t, dir)
 	got, err := mustNew(t, dir, Options{}).LoadIndex(5)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkSnap(t, got, want)
+	path := filepath.Join(dir, fileName(2, 5))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	b[len(b)-6] ^= 1
-	os.WriteFile(filepath.Join(dir, fileName(2, 5)), b, 0o644)
+	os.WriteFile(path, b, 0o644)
 	if _, err := mustNew(t, dir, Options{}).LoadIndex(5); !errors.Is(err, ErrNoSnapshot) {
 		t.Fatalf("damaged v1 file: %v", err)
 	}
@@ -267,19 +260,7 @@ func TestOpenIndexRejectsDamage(t *testing.T) {
 // TestOpenIndexVersion1 opens a file in the format written before streaming saves.
 func TestOpenIndexVersion1(t *testing.T) {
 	dir := t.TempDir()
-	want := mkSnap(2, 5, "written by an older shoal")
-	meta, err := want.Metadata.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := []byte(magicV1)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(meta)))
-	b = binary.LittleEndian.AppendUint64(b, uint64(len(want.Data)))
-	b = append(append(b, meta...), want.Data...)
-	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	if err := os.WriteFile(filepath.Join(dir, fileName(2, 5)), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	want := writeVersion1(t, dir)
 	o, err := mustNew(t, dir, Options{}).OpenIndex(5)
 	if err != nil {
 		t.Fatal(err)
@@ -320,4 +301,24 @@ func TestOpenIndexSparedByRetention(t *testing.T) {
 	if got := names(t, dir); !slices.Equal(got, []string{fileName(1, 40)}) {
 		t.Fatalf("files after Close and a save: %v", got)
 	}
+}
+
+// writeVersion1 writes snapshot (term 2, index 5) into dir in the format written before
+// streaming saves (both lengths in the header, the checksum last) and returns it.
+func writeVersion1(t *testing.T, dir string) raftpb.Snapshot {
+	t.Helper()
+	want := mkSnap(2, 5, "written by an older shoal")
+	meta, err := want.Metadata.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := []byte(magicV1)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(meta)))
+	b = binary.LittleEndian.AppendUint64(b, uint64(len(want.Data)))
+	b = append(append(b, meta...), want.Data...)
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	if err := os.WriteFile(filepath.Join(dir, fileName(2, 5)), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return want
 }
