@@ -212,7 +212,7 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 	// here: raft's storage leaves the data in its file.
 	var snapshot raftpb.Snapshot
 	if st.Snapshot.Index > 0 {
-		if snapshot.Metadata, err = n.restoreSnapshot(st.Snapshot.Index, 0); err != nil {
+		if snapshot.Metadata, err = n.restoreSnapshot(st.Snapshot.Index, st.Snapshot.Term); err != nil {
 			n.wal.Close()
 			return nil, err
 		}
@@ -446,11 +446,13 @@ func (n *Node) TransferLeadership(to uint64) {
 func (n *Node) run(ctx context.Context) {
 	defer close(n.stopped)
 	defer func() {
-		// The job's goroutine is the raft loop's: it ends before the loop does.
-		n.abortSnapshot()
+		// The transport first: a snapshot being received holds the snapshotter's save lock while
+		// it reads the connection, and the job abortSnapshot waits for may be queued behind it.
 		if err := n.trans.Close(); err != nil {
 			n.log.Debug("transport close", "err", err)
 		}
+		// The job's goroutine is the raft loop's: it ends before the loop does.
+		n.abortSnapshot()
 		if err := n.wal.Close(); err != nil {
 			n.log.Warn("wal close", "err", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 )
 
@@ -31,6 +32,11 @@ import (
 //	message [n]byte marshalled raftpb.Message, its Snapshot.Data empty
 //	size    uint64  big-endian length of the snapshot data
 //	data    [size]byte
+//	crc     uint32  big-endian CRC32-C (Castagnoli) of the data
+//
+// The checksum is the sender's: the receiver's snapshot file gets its own checksum from the bytes
+// that arrived, so without it a byte damaged on the way would be installed as a valid snapshot,
+// one the node could neither restore nor restart from.
 //
 // The data is not part of the frame, so the frame limit does not bound it and neither side holds
 // it in memory: the sender copies it from its file through the connection's write buffer, and the
@@ -39,6 +45,10 @@ import (
 // byte for byte what they were and WireVersion is unchanged: a reader predating streamed frames
 // sees a length over its limit and closes the connection, so the sender reports the snapshot
 // failed and its other messages flow again once it has redialled.
+
+// castagnoli is the CRC32-C table of streamed snapshots' checksums (hardware-assisted on amd64
+// and arm64); it is never written after initialisation.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 const (
 	// HelloMagic identifies a Shoal raft transport connection ("SHRT").

@@ -3,8 +3,10 @@ package transport
 import (
 	"bufio"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 	"time"
@@ -115,7 +117,7 @@ func (t *Transport) readFrames(c net.Conn, debug func(string, ...any)) error {
 			return fmt.Errorf("peer %d: decode message: %w", h.From, err)
 		}
 		if streamed {
-			deliver, err := t.receiveSnapshot(&fr, &m, debug)
+			deliver, err := t.receiveSnapshot(c, &fr, &m, debug)
 			if err != nil {
 				// The data may be partly unread: the next bytes are not a frame header.
 				return fmt.Errorf("peer %d: %w", h.From, err)
@@ -141,7 +143,7 @@ func (t *Transport) readFrames(c net.Conn, debug func(string, ...any)) error {
 // receiveSnapshot reads the snapshot data that follows the streamed-snapshot frame of m and hands
 // it to ReceiveSnapshot. It reports whether m is to be delivered to Handler; an error means the
 // connection's framing can no longer be trusted.
-func (t *Transport) receiveSnapshot(fr *frameReader, m *raftpb.Message, debug func(string, ...any)) (bool, error) {
+func (t *Transport) receiveSnapshot(c net.Conn, fr *frameReader, m *raftpb.Message, debug func(string, ...any)) (bool, error) {
 	size, err := fr.streamSize()
 	if err != nil {
 		return false, err
@@ -152,44 +154,78 @@ func (t *Transport) receiveSnapshot(fr *frameReader, m *raftpb.Message, debug fu
 	if t.cfg.ReceiveSnapshot == nil {
 		return false, errors.New("streamed snapshot, but no ReceiveSnapshot is configured")
 	}
-	data := &io.LimitedReader{R: fr.r, N: size}
+	data := &snapData{r: &io.LimitedReader{R: fr.r, N: size}, conn: fr.r, c: c, stall: 2 * t.cfg.WriteTimeout}
 	if m.To != t.cfg.ID {
 		debug("drop snapshot addressed elsewhere", "from", m.From, "to", m.To, "bytes", size)
-		return false, discard(data, size)
+		return false, data.skip(size)
 	}
-	if err := t.cfg.ReceiveSnapshot(*m, noEOFReader{data}, size); err != nil {
+	if err := t.cfg.ReceiveSnapshot(*m, data, size); err != nil {
 		return false, fmt.Errorf("receive snapshot %d (%d bytes): %w", m.Snapshot.Metadata.Index, size, err)
 	}
 	// What the callback left unread (a snapshot it had no use for) is skipped, so the next
-	// frame is read from its first byte.
-	if err := discard(data, size); err != nil {
+	// frame is read from its first byte; the checksum is checked in any case.
+	if err := data.skip(size); err != nil {
 		return false, err
 	}
+	_ = c.SetReadDeadline(time.Time{}) // back to an idle link's no deadline (see readFrames)
 	return true, nil
 }
 
-// discard skips what is left of a snapshot's data.
-func discard(data *io.LimitedReader, size int64) error {
-	if data.N == 0 {
+// snapData reads a streamed snapshot's data for ReceiveSnapshot: exactly the data's bytes, each
+// added to a CRC32-C, and the read that reaches the end also reads the sender's checksum and
+// fails if it differs, so a receiver writing the data to a file sees the error before it keeps
+// the file. Every read must make progress within stall: a sender that stops mid-stream must not
+// hold the receiver (and whatever it locked to write the file) for as long as TCP keepalive
+// takes to notice, or for ever if the sender is alive but stuck.
+type snapData struct {
+	r     *io.LimitedReader // the data
+	conn  io.Reader         // the connection, for the checksum after the data
+	c     net.Conn          // for read deadlines
+	stall time.Duration
+	crc   uint32
+	done  bool // the checksum was read and matched
+}
+
+func (d *snapData) Read(p []byte) (int, error) {
+	if d.r.N == 0 {
+		if err := d.finish(); err != nil {
+			return 0, err
+		}
+		return 0, io.EOF
+	}
+	_ = d.c.SetReadDeadline(time.Now().Add(d.stall))
+	n, err := d.r.Read(p)
+	d.crc = crc32.Update(d.crc, castagnoli, p[:n])
+	if err == io.EOF && d.r.N > 0 {
+		// The connection ended before the data did: a truncation, not the snapshot's end.
+		err = io.ErrUnexpectedEOF
+	}
+	if err == nil && d.r.N == 0 {
+		err = d.finish()
+	}
+	return n, err
+}
+
+// finish reads the checksum that follows the data and compares it with the data read.
+func (d *snapData) finish() error {
+	if d.done {
 		return nil
 	}
-	if _, err := io.Copy(io.Discard, data); err != nil {
-		return fmt.Errorf("skip snapshot data (%d of %d bytes left): %w", data.N, size, noEOF(err))
+	var b [4]byte
+	if _, err := io.ReadFull(d.conn, b[:]); err != nil {
+		return fmt.Errorf("snapshot checksum: %w", noEOF(err))
 	}
-	if data.N != 0 {
-		return fmt.Errorf("skip snapshot data (%d of %d bytes left): %w", data.N, size, io.ErrUnexpectedEOF)
+	if sent := binary.BigEndian.Uint32(b[:]); sent != d.crc {
+		return fmt.Errorf("snapshot data damaged in transit: checksum %08x, sent %08x", d.crc, sent)
 	}
+	d.done = true
 	return nil
 }
 
-// noEOFReader reads snapshot data: the connection ending before the data's end is a
-// truncation (io.ErrUnexpectedEOF), not the end of the snapshot, which the limit alone marks.
-type noEOFReader struct{ r *io.LimitedReader }
-
-func (r noEOFReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if err == io.EOF && r.r.N > 0 {
-		err = io.ErrUnexpectedEOF
+// skip reads and drops what is left of the data, then checks the checksum.
+func (d *snapData) skip(size int64) error {
+	if _, err := io.Copy(io.Discard, d); err != nil {
+		return fmt.Errorf("skip snapshot data (%d of %d bytes left): %w", d.r.N, size, noEOF(err))
 	}
-	return n, err
+	return d.finish()
 }

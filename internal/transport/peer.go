@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -313,18 +314,26 @@ func (p *peer) writeStreamed(l *link, m *raftpb.Message) (isSnap bool, err error
 				md.Index, p.id, sent, n, err)
 		}
 	}
+	var sum [4]byte
+	binary.BigEndian.PutUint32(sum[:], src.crc)
+	if _, err := l.bw.Write(sum[:]); err != nil {
+		return true, fmt.Errorf("stream snapshot %d to peer %d: checksum: %w", md.Index, p.id, err)
+	}
 	return true, nil
 }
 
-// sourceReader remembers a read error of a snapshot's source, to tell it from a write error on
-// the connection when the copy fails.
+// sourceReader checksums a snapshot's data as it is read from its source (the checksum follows
+// the data on the wire), and remembers a read error, to tell it from a write error on the
+// connection when the copy fails.
 type sourceReader struct {
 	r   io.Reader
+	crc uint32
 	err error
 }
 
 func (s *sourceReader) Read(b []byte) (int, error) {
 	n, err := s.r.Read(b)
+	s.crc = crc32.Update(s.crc, castagnoli, b[:n])
 	if err != nil && err != io.EOF {
 		s.err = err
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 	"os"
@@ -940,6 +941,7 @@ func TestStreamedFrameWireFormat(t *testing.T) {
 	w = append(w, p...)
 	w = binary.BigEndian.AppendUint64(w, 10)
 	w = append(w, "0123456789"...)
+	w = binary.BigEndian.AppendUint32(w, crc32.Checksum([]byte("0123456789"), castagnoli))
 	w = append(w, frame(t, app(1, 2, 1))...)
 	if _, err := c.Write(w); err != nil {
 		t.Fatal(err)
@@ -968,4 +970,44 @@ func TestStreamedFrameWireFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectClosed(t, c2)
+
+	// Data whose checksum does not match: the callback reading all of it gets an error with the
+	// last bytes (before it could keep a file of them), the message is not delivered, and the
+	// connection is closed.
+	got := make(chan error, 1)
+	b3 := newNode(t, 4, func(c *Config) {
+		c.ReceiveSnapshot = func(m raftpb.Message, r io.Reader, size int64) error {
+			_, err := io.Copy(io.Discard, r)
+			got <- err
+			return err
+		}
+	})
+	c3, err := net.Dial("tcp", b3.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	sm3 := streamedSnap(1, 4, 7)
+	p3, err := sm3.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = rawHello(HelloMagic, WireVersion, 1, 4)
+	w = binary.BigEndian.AppendUint32(w, 1<<31|uint32(len(p3)))
+	w = append(w, p3...)
+	w = binary.BigEndian.AppendUint64(w, 10)
+	w = append(w, "0123456789"...)
+	w = binary.BigEndian.AppendUint32(w, crc32.Checksum([]byte("0123456780"), castagnoli))
+	if _, err := c3.Write(append(w, frame(t, app(1, 4, 1))...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err == nil || !strings.Contains(err.Error(), "damaged in transit") {
+		t.Fatalf("reading data with a wrong checksum: %v, want a checksum error", err)
+	}
+	expectClosed(t, c3)
+	select {
+	case m := <-b3.recv:
+		t.Fatalf("delivered %v after damaged snapshot data", m.Type)
+	case <-time.After(200 * time.Millisecond):
+	}
 }
