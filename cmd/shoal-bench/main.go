@@ -39,6 +39,7 @@ func main() {
 // run measures and writes <out>/BENCHMARKS.md and <out>/bench/*.png.
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("shoal-bench", flag.ContinueOnError)
+	serverProcs := fs.Int("server-gomaxprocs", 0, "GOMAXPROCS of every server process, Shoal's and etcd's alike (0: the runtime's default); e.g. 1 gives each of 3 co-located replicas one core's worth on a 2-core machine")
 	shoalBin := fs.String("shoal", "", "the shoal binary the Shoal targets run (default: built from this module with go build)")
 	quick := fs.Bool("quick", false, "small sizes and one repetition (about 3 minutes), for iterating")
 	runs := fs.Int("runs", 0, "repetitions of every measurement (default 3, or 1 with --quick)")
@@ -87,6 +88,9 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("--targets: %w", err)
 	}
 	cfg.Out = *out
+	if *serverProcs > 0 {
+		cfg.ServerEnv = []string{"GOMAXPROCS=" + strconv.Itoa(*serverProcs)}
+	}
 	cfg.KeepDir = *keep
 	cfg.Command = strings.TrimSpace("go run ./cmd/shoal-bench " + strings.Join(args, " "))
 	lvl := slog.LevelInfo

@@ -28,6 +28,8 @@ type Procs struct {
 	mu    sync.Mutex
 	procs []*Proc
 	log   *slog.Logger
+	// Env is added to the environment of every process started (Config.ServerEnv).
+	Env []string
 }
 
 // NewProcs returns an empty set that logs to log.
@@ -44,6 +46,9 @@ func (ps *Procs) Start(name, dir, logPath string, argv ...string) (*Proc, error)
 	defer logf.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
+	if len(ps.Env) > 0 {
+		cmd.Env = append(os.Environ(), ps.Env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

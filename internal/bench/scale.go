@@ -115,6 +115,7 @@ func scaleSteps(ctx context.Context, cfg Config, dir string, groups int, sc *Sca
 	if err != nil {
 		return fmt.Errorf("scale cluster: %w", err)
 	}
+	c.Env = cfg.ServerEnv
 	// Stops exactly the processes started below, by pid; nodes never started are skipped.
 	defer c.StopAll()
 	s := &scaleCluster{c: c, ctl: c.Access.ControllerClient(c.ControllerAddrs())}

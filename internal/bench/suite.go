@@ -36,6 +36,9 @@ type Config struct {
 	ScaleGroups int
 	// ScaleClients is the scaling phase's concurrency (Fixed when zero).
 	ScaleClients int
+	// ServerEnv is added to the environment of every server process of every target, Shoal's
+	// and the peers' alike (e.g. GOMAXPROCS=1); the report shows it in its command line.
+	ServerEnv []string
 	// Targets restricts the run to these targets (names as in TargetNames); empty runs all.
 	// Shoal rows whose peer is left out are reported without a ratio.
 	Targets []string
@@ -84,6 +87,7 @@ func Run(ctx context.Context, cfg Config) (_ *Results, err error) {
 		return nil, fmt.Errorf("temp dir: %w", err)
 	}
 	procs := NewProcs(log)
+	procs.Env = cfg.ServerEnv
 	defer procs.StopAll()
 	log.Info("starting targets", "dir", dir)
 	env, err := StartEnv(ctx, cfg.Exe, dir, procs, cfg.Targets)

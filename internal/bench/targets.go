@@ -304,6 +304,7 @@ func (e *Env) startShoalGroup(ctx context.Context, exe, name string, replicas in
 	if err != nil {
 		return nil, err
 	}
+	c.Env = e.procs.Env
 	e.shoals = append(e.shoals, c)
 	if err := c.StartAll(); err != nil {
 		return nil, err
@@ -332,6 +333,7 @@ func (e *Env) startShoalCluster(ctx context.Context, exe string) (*Target, error
 	if err != nil {
 		return nil, err
 	}
+	c.Env = e.procs.Env
 	e.shoals = append(e.shoals, c)
 	if err := c.StartAll(); err != nil {
 		return nil, err

@@ -56,6 +56,9 @@ type Cluster struct {
 	// Access is how the harness itself reaches the processes (TLS, AUTH); set it before use
 	// when their argv enables either.
 	Access Access
+	// Env is added to the environment of every process started (e.g. GOMAXPROCS=1 for
+	// processes sharing a small machine); set it before starting them.
+	Env []string
 }
 
 type proc struct {
@@ -172,6 +175,9 @@ func (c *Cluster) Start(id uint64) error {
 	}
 	cmd := exec.Command(s.Argv[0], s.Argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if len(c.Env) > 0 {
+		cmd.Env = append(os.Environ(), c.Env...)
+	}
 	// Own process group, so a terminal's Ctrl-C reaches only the owner, which stops nodes in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	err = cmd.Start()
