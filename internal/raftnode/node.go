@@ -570,10 +570,10 @@ func (n *Node) handleReady(rd raft.Ready) error {
 				return fmt.Errorf("save snapshot: %w", err)
 			}
 		}
+		n.snaps.Keep(rd.Snapshot.Metadata.Index) // before the marker names it (see snap.Keep)
 		if err := n.wal.SaveSnapshot(rd.Snapshot.Metadata.Index, rd.Snapshot.Metadata.Term); err != nil {
 			return fmt.Errorf("wal snapshot marker: %w", err)
 		}
-		n.snaps.Keep(rd.Snapshot.Metadata.Index)
 	}
 	// Committed entries this node had already persisted (in earlier Readys, and not rewritten by
 	// this one) are applied before this Ready's fsync rather than after it, as etcd overlaps

@@ -115,10 +115,10 @@ func (n *Node) installSnapshot(md raftpb.SnapshotMetadata) error {
 		}
 		return fmt.Errorf("create snapshot: %w", err)
 	}
+	n.snaps.Keep(md.Index) // before the marker names it (see snap.Keep)
 	if err := n.wal.SaveSnapshot(md.Index, md.Term); err != nil {
 		return fmt.Errorf("wal snapshot marker: %w", err)
 	}
-	n.snaps.Keep(md.Index)
 	atomic.StoreUint64(&n.snapshotIndex, md.Index)
 	if err := n.storage.Compact(n.compactIndex(md.Index)); err != nil && !errors.Is(err, raft.ErrCompacted) {
 		return fmt.Errorf("compact: %w", err)

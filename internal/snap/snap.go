@@ -49,7 +49,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"go.etcd.io/raft/v3/raftpb"
 
@@ -119,10 +118,12 @@ type Snapshotter struct {
 	// open counts, per file name, the Opened values not closed yet; purge
 	// leaves those files for a later Save to remove.
 	open map[string]int
-	// keep is the index whose files purge never removes (0: none); see Keep. It is
-	// atomic rather than under mu so that Keep, called from a raft node's loop,
-	// never waits for an OpenIndex checksumming a large file under mu.
-	keep atomic.Uint64
+	// keep holds the indexes of the last two calls to Keep, whose files purge never
+	// removes (0: none). It has its own lock rather than mu so that Keep, called
+	// from a raft node's loop, never waits for an OpenIndex checksumming a large
+	// file under mu.
+	keepMu sync.Mutex
+	keep   [2]uint64
 }
 
 // New returns a Snapshotter for dir, creating the directory if needed and
@@ -541,18 +542,30 @@ func corrupt(path, format string, args ...any) error {
 	return fmt.Errorf("%w %s: %s", ErrCorrupt, path, fmt.Sprintf(format, args...))
 }
 
-// Keep makes retention spare the files of the snapshot at index, however many
-// newer files are saved, until Keep is called with another index (0: none).
+// Keep makes retention spare the files of the snapshot at index, and those of
+// the index named by the previous call, until later calls name others.
 // Retention by age alone assumes the newest files are the ones in use, but a
 // raft node also saves snapshots received from its leader before raft decides
 // whether to install them: a few that raft then ignores as stale would
 // otherwise push out the snapshot the node's WAL names, which its restart
-// needs. The node keeps the snapshot of its newest WAL marker.
+// needs. The node calls Keep with a snapshot's index before writing the WAL
+// marker that names it: until that marker is durable the WAL still names the
+// previous one, which the second place keeps, so a crash at any moment finds
+// the snapshot its WAL names.
 func (s *Snapshotter) Keep(index uint64) {
-	s.keep.Store(index)
+	s.keepMu.Lock()
+	s.keep[0], s.keep[1] = s.keep[1], index
+	s.keepMu.Unlock()
 }
 
-// purge keeps the newest s.retain snapshot files, and those of the index
+// kept reports whether Keep spares the files of index.
+func (s *Snapshotter) kept(index uint64) bool {
+	s.keepMu.Lock()
+	defer s.keepMu.Unlock()
+	return index != 0 && (index == s.keep[0] || index == s.keep[1])
+}
+
+// purge keeps the newest s.retain snapshot files, and those of the indexes
 // Keep names. Failures are only logged:
 // the new snapshot is already durable, and purging is retried next Save.
 func (s *Snapshotter) purge() {
@@ -568,7 +581,7 @@ func (s *Snapshotter) purge() {
 		if s.open[fi.name] > 0 {
 			continue // being read (OpenIndex): removed by a Save after it is closed
 		}
-		if keep := s.keep.Load(); keep != 0 && fi.index == keep {
+		if s.kept(fi.index) {
 			continue // in use (Keep)
 		}
 		if err := os.Remove(filepath.Join(s.dir, fi.name)); err != nil {

@@ -199,8 +199,17 @@ func TestKeepSparesFromRetention(t *testing.T) {
 	if n := len(names(t, dir)); n != 3 {
 		t.Fatalf("%d files, want the 2 newest and the kept one: %v", n, names(t, dir))
 	}
+	// The next index to keep is named before the WAL marker moves to it: until a further Keep,
+	// the previous one is spared too.
 	s.Keep(15)
-	if err := s.Save(mkSnap(1, 16, "newest")); err != nil {
+	if err := s.Save(mkSnap(1, 16, "newer")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LoadIndex(10); err != nil {
+		t.Fatalf("the previously kept snapshot was removed while the next was being named: %v", err)
+	}
+	s.Keep(16)
+	if err := s.Save(mkSnap(1, 17, "newest")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.LoadIndex(10); !errors.Is(err, ErrNoSnapshot) {
