@@ -49,6 +49,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"go.etcd.io/raft/v3/raftpb"
 
@@ -104,16 +105,20 @@ type Options struct {
 }
 
 // Snapshotter saves and loads snapshot files in one directory. It is safe for
-// concurrent use: saves are serialised with each other, and renaming, retention
-// and loading with each other (so retention never deletes a file Load is
-// reading), but a load does not wait for a save that is still writing its
-// temporary file, which can take seconds for a large snapshot. Retention also
+// concurrent use: saves write temporary files of their own concurrently, and
+// renaming, retention and loading are serialised with each other (so retention
+// never deletes a file Load is reading); neither a load nor another save waits
+// for a save that is still writing its temporary file, which can take seconds
+// for a large snapshot (or as long as the network takes to deliver one). Retention also
 // spares files held open by OpenIndex until they are closed.
 type Snapshotter struct {
 	dir    string
 	log    *slog.Logger
 	retain int
-	saveMu sync.Mutex // one save at a time: the temporary file is named after the snapshot
+	// tmpSeq numbers temporary files, so that saves run concurrently: a raft node
+	// receiving a snapshot from its leader writes it as the network delivers it,
+	// and must neither wait for its own snapshot job's save nor hold one up.
+	tmpSeq atomic.Uint64
 	mu     sync.Mutex // guards the set of final files: rename, purge, load; and open
 	// open counts, per file name, the Opened values not closed yet; purge
 	// leaves those files for a later Save to remove.
@@ -185,12 +190,9 @@ func (s *Snapshotter) SaveStream(md raftpb.SnapshotMetadata, write func(w io.Wri
 	if err != nil {
 		return 0, fmt.Errorf("snap: encode metadata: %w", err)
 	}
-	s.saveMu.Lock()
-	defer s.saveMu.Unlock()
-
 	name := fileName(md.Term, md.Index)
 	final := filepath.Join(s.dir, name)
-	tmp := final + ".tmp"
+	tmp := filepath.Join(s.dir, fmt.Sprintf("%016x-%016x.%d%s", md.Term, md.Index, s.tmpSeq.Add(1), tmpSuffix))
 	n, err := writeFile(tmp, meta, write)
 	if err != nil {
 		os.Remove(tmp)

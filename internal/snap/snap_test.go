@@ -3,10 +3,12 @@ package snap
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -214,5 +216,45 @@ func TestKeepSparesFromRetention(t *testing.T) {
 	}
 	if _, err := s.LoadIndex(10); !errors.Is(err, ErrNoSnapshot) {
 		t.Fatalf("snapshot no longer kept survived retention: %v", err)
+	}
+}
+
+// TestSavesDoNotWaitForEachOther: a save whose data is slow to come (a snapshot arriving from the
+// leader) does not hold up another save, and both files end up whole.
+func TestSavesDoNotWaitForEachOther(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "snap")
+	s := mustNew(t, dir, Options{Retain: 5})
+	release := make(chan struct{})
+	slow := make(chan error, 1)
+	go func() {
+		_, err := s.SaveStream(mkSnap(1, 20, "").Metadata, func(w io.Writer) error {
+			if _, err := w.Write([]byte("first half, ")); err != nil {
+				return err
+			}
+			<-release
+			_, err := w.Write([]byte("second half"))
+			return err
+		})
+		slow <- err
+	}()
+	done := make(chan error, 1)
+	go func() { done <- s.Save(mkSnap(1, 21, "quick")) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a save waited for another one still writing")
+	}
+	close(release)
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range map[uint64]string{20: "first half, second half", 21: "quick"} {
+		got, err := s.LoadIndex(i)
+		if err != nil || string(got.Data) != want {
+			t.Fatalf("snapshot %d: %q, %v; want %q", i, got.Data, err, want)
+		}
 	}
 }
