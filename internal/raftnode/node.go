@@ -297,9 +297,8 @@ func (n *Node) restoreSnapshot(index, term uint64) (raftpb.SnapshotMetadata, err
 		if err != nil {
 			return raftpb.SnapshotMetadata{}, fmt.Errorf("raftnode: load snapshot %d: %w", index, err)
 		}
-		if term != 0 && s.Metadata.Term != term {
-			return raftpb.SnapshotMetadata{}, fmt.Errorf("raftnode: snapshot %d: file has term %d, want %d",
-				index, s.Metadata.Term, term)
+		if err := checkTerm(s.Metadata, term); err != nil {
+			return raftpb.SnapshotMetadata{}, err
 		}
 		if err := n.sm.Restore(s.Data); err != nil {
 			return raftpb.SnapshotMetadata{}, fmt.Errorf("raftnode: restore snapshot %d: %w", index, err)
@@ -317,14 +316,21 @@ func (n *Node) restoreSnapshot(index, term uint64) (raftpb.SnapshotMetadata, err
 			n.log.Warn("close snapshot", "index", index, "err", err)
 		}
 	}()
-	if term != 0 && f.Metadata.Term != term {
-		return raftpb.SnapshotMetadata{}, fmt.Errorf("raftnode: snapshot %d: file has term %d, want %d",
-			index, f.Metadata.Term, term)
+	if err := checkTerm(f.Metadata, term); err != nil {
+		return raftpb.SnapshotMetadata{}, err
 	}
 	if err := sr.RestoreFrom(f.Data, f.Data.Size()); err != nil {
 		return raftpb.SnapshotMetadata{}, fmt.Errorf("raftnode: restore snapshot %d: %w", index, err)
 	}
 	return f.Metadata, nil
+}
+
+// checkTerm reports a snapshot file whose term is not the one expected (a non-zero term).
+func checkTerm(md raftpb.SnapshotMetadata, term uint64) error {
+	if term != 0 && md.Term != term {
+		return fmt.Errorf("raftnode: snapshot %d: file has term %d, want %d", md.Index, md.Term, term)
+	}
+	return nil
 }
 
 // Start starts the transport and the node's loops. They run until ctx is cancelled or Stop.

@@ -926,21 +926,8 @@ func TestStreamedFrameWireFormat(t *testing.T) {
 			return err
 		}
 	})
-	c, err := net.Dial("tcp", b.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	sm := streamedSnap(1, 2, 7)
-	p, err := sm.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := rawHello(HelloMagic, WireVersion, 1, 2)
-	w = binary.BigEndian.AppendUint32(w, 1<<31|uint32(len(p)))
-	w = append(w, p...)
-	w = binary.BigEndian.AppendUint64(w, 10)
-	w = append(w, "0123456789"...)
+	c := dialRaw(t, b.Addr())
+	w := streamedBytes(t, 2, "0123456789")
 	w = binary.BigEndian.AppendUint32(w, crc32.Checksum([]byte("0123456789"), castagnoli))
 	w = append(w, frame(t, app(1, 2, 1))...)
 	if _, err := c.Write(w); err != nil {
@@ -957,16 +944,8 @@ func TestStreamedFrameWireFormat(t *testing.T) {
 
 	// Without ReceiveSnapshot, a streamed snapshot closes the connection.
 	b2 := newNode(t, 3, nil)
-	c2, err := net.Dial("tcp", b2.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
-	w = rawHello(HelloMagic, WireVersion, 1, 3)
-	w = binary.BigEndian.AppendUint32(w, 1<<31|uint32(len(p)))
-	w = append(w, p...)
-	w = binary.BigEndian.AppendUint64(w, 10)
-	if _, err := c2.Write(append(w, "0123456789"...)); err != nil {
+	c2 := dialRaw(t, b2.Addr())
+	if _, err := c2.Write(streamedBytes(t, 3, "0123456789")); err != nil {
 		t.Fatal(err)
 	}
 	expectClosed(t, c2)
@@ -982,21 +961,8 @@ func TestStreamedFrameWireFormat(t *testing.T) {
 			return err
 		}
 	})
-	c3, err := net.Dial("tcp", b3.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c3.Close()
-	sm3 := streamedSnap(1, 4, 7)
-	p3, err := sm3.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w = rawHello(HelloMagic, WireVersion, 1, 4)
-	w = binary.BigEndian.AppendUint32(w, 1<<31|uint32(len(p3)))
-	w = append(w, p3...)
-	w = binary.BigEndian.AppendUint64(w, 10)
-	w = append(w, "0123456789"...)
+	c3 := dialRaw(t, b3.Addr())
+	w = streamedBytes(t, 4, "0123456789")
 	w = binary.BigEndian.AppendUint32(w, crc32.Checksum([]byte("0123456780"), castagnoli))
 	if _, err := c3.Write(append(w, frame(t, app(1, 4, 1))...)); err != nil {
 		t.Fatal(err)
@@ -1010,4 +976,33 @@ func TestStreamedFrameWireFormat(t *testing.T) {
 		t.Fatalf("delivered %v after damaged snapshot data", m.Type)
 	case <-time.After(200 * time.Millisecond):
 	}
+}
+
+// dialRaw connects to a transport's address to write frames by hand; the connection is closed
+// when the test ends.
+func dialRaw(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// streamedBytes is what node 1 writes to open a link to node to and stream it snapshot 7 whose
+// data is data, as frame.go documents: the hello, the streamed-snapshot frame, the data's size and
+// the data, without the checksum that follows them.
+func streamedBytes(t *testing.T, to uint64, data string) []byte {
+	t.Helper()
+	sm := streamedSnap(1, to, 7)
+	p, err := sm.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := rawHello(HelloMagic, WireVersion, 1, to)
+	w = binary.BigEndian.AppendUint32(w, 1<<31|uint32(len(p)))
+	w = append(w, p...)
+	w = binary.BigEndian.AppendUint64(w, uint64(len(data)))
+	return append(w, data...)
 }
