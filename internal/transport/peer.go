@@ -27,22 +27,43 @@ const (
 	// peer that stops reading is noticed within about WriteTimeout, however large the snapshot,
 	// instead of after a deadline sized for the whole of it.
 	streamChunk = 4 << 20
+	// snapQueueSize is the snapshot lane's queue length: raft sends a follower one snapshot
+	// at a time and waits for its status, so a few slots only absorb a leader change's overlap.
+	snapQueueSize = 4
 )
 
-// peer is one outbound link: a bounded queue and the writer goroutine that drains it.
+// peer is one outbound link to a peer: two lanes, each a bounded queue drained by its own writer
+// goroutine over its own connection.
 type peer struct {
-	t     *Transport
-	id    uint64
-	addr  string
-	queue chan raftpb.Message
+	t    *Transport
+	id   uint64
+	addr string
+	msgs lane // every message but MsgSnap
+	// snaps carries MsgSnap, as etcd's rafthttp sends snapshots apart from its message
+	// stream: a snapshot takes as long as its bytes take to move, minutes for a large one, and
+	// heartbeats and appends queued behind it would starve the follower meanwhile (with
+	// CheckQuorum, a leader whose only live follower is being caught up would step down).
+	snaps lane
 
 	// Guarded by t.mu.
 	cancel  context.CancelFunc // set once the writer is started
 	stopped bool
 }
 
+// lane is one outbound connection's queue.
+type lane struct {
+	name  string
+	queue chan raftpb.Message
+	// transient lanes close their connection once their queue is empty: snapshots are rare,
+	// and an idle connection would hold a reader goroutine and its buffer on the peer.
+	transient bool
+}
+
 func (t *Transport) newPeer(id uint64, addr string) *peer {
-	return &peer{t: t, id: id, addr: addr, queue: make(chan raftpb.Message, t.cfg.QueueSize)}
+	return &peer{t: t, id: id, addr: addr,
+		msgs:  lane{name: "messages", queue: make(chan raftpb.Message, t.cfg.QueueSize)},
+		snaps: lane{name: "snapshots", queue: make(chan raftpb.Message, snapQueueSize), transient: true},
+	}
 }
 
 // startPeerLocked starts p's writer. t.mu must be held, t.started true and t.closed false.
@@ -52,7 +73,8 @@ func (t *Transport) startPeerLocked(p *peer) {
 	}
 	ctx, cancel := context.WithCancel(t.ctx)
 	p.cancel = cancel
-	t.goLocked(func() { p.run(ctx) })
+	t.goLocked(func() { p.run(ctx, &p.msgs) })
+	t.goLocked(func() { p.run(ctx, &p.snaps) })
 }
 
 // stop makes the writer exit. t.mu must be held. The queue channel is never closed, so a
@@ -64,10 +86,14 @@ func (p *peer) stop() {
 	}
 }
 
-// enqueue adds m to the queue without blocking and reports whether it fit.
+// enqueue adds m to its lane's queue without blocking and reports whether it fit.
 func (p *peer) enqueue(m *raftpb.Message) bool {
+	q := p.msgs.queue
+	if m.Type == raftpb.MsgSnap {
+		q = p.snaps.queue
+	}
 	select {
-	case p.queue <- *m:
+	case q <- *m:
 		return true
 	default:
 		return false
@@ -86,10 +112,11 @@ type link struct {
 	closedByCtx chan struct{}
 }
 
-// run is the writer goroutine: it owns p's connection for its whole life.
-func (p *peer) run(ctx context.Context) {
+// run is the writer goroutine of one of p's lanes: it owns the lane's connection for its whole
+// life.
+func (p *peer) run(ctx context.Context, ln *lane) {
 	t := p.t
-	log := t.log.With("peer", p.id, "addr", p.addr)
+	log := t.log.With("peer", p.id, "addr", p.addr, "lane", ln.name)
 	var (
 		l        link
 		scratch  []byte // reused encoding buffer for frames that do not fit the bufio buffer
@@ -122,7 +149,7 @@ func (p *peer) run(ctx context.Context) {
 		case <-l.dead: // nil channel when not connected
 			fail(errors.New("connection closed by peer"))
 			continue
-		case m = <-p.queue:
+		case m = <-ln.queue:
 		}
 
 		if l.conn == nil {
@@ -163,7 +190,7 @@ func (p *peer) run(ctx context.Context) {
 				break
 			}
 			select {
-			case m = <-p.queue:
+			case m = <-ln.queue:
 				continue
 			default:
 			}
@@ -181,6 +208,10 @@ func (p *peer) run(ctx context.Context) {
 		}
 		for ; snaps > 0; snaps-- {
 			t.cfg.SnapshotStatus(p.id, false)
+		}
+		if ln.transient && len(ln.queue) == 0 {
+			p.closeLink(&l)
+			failures = 0
 		}
 	}
 }

@@ -69,7 +69,7 @@ func TestMutualTLS(t *testing.T) {
 }
 
 // TestStreamedSnapshotOverTLS: a streamed snapshot crosses a TLS link (where the connection has
-// no ReadFrom shortcut) intact, followed by ordinary messages.
+// no ReadFrom shortcut) intact, beside ordinary messages.
 func TestStreamedSnapshotOverTLS(t *testing.T) {
 	set := peerTLS(t)
 	data := make([]byte, streamChunk+777)
@@ -81,13 +81,12 @@ func TestStreamedSnapshotOverTLS(t *testing.T) {
 	a := newNode(t, 1, func(c *Config) { c.TLS, c.OpenSnapshot = set.Peer, src.open })
 	b := newNode(t, 2, func(c *Config) { c.TLS, c.ReceiveSnapshot = set.Peer, receiveInto(recv, nil) })
 	connect(a, b)
-	a.Send([]raftpb.Message{streamedSnap(1, 2, 9), app(1, 2, 1)})
-	if m := <-b.recv; m.Type != raftpb.MsgSnap {
-		t.Fatalf("got %v, want the snapshot", m.Type)
+	a.Send([]raftpb.Message{app(1, 2, 1), streamedSnap(1, 2, 9), app(1, 2, 2)})
+	if m := receiveAroundSnapshot(t, b, func(raftpb.Message) {}); m.Snapshot.Metadata.Index != 9 {
+		t.Fatalf("got snapshot %d, want 9", m.Snapshot.Metadata.Index)
 	}
 	if r := <-recv; r.err != nil || string(r.data) != string(data) {
 		t.Fatalf("received %d bytes (err %v), want the source's %d", len(r.data), r.err, len(data))
 	}
-	expect(t, b, 1)
 	waitSnapStatus(t, a, 2, false)
 }

@@ -4,8 +4,10 @@
 // replica groups, the controller group) creates one Transport per node; nothing is shared
 // between them, so they can be started and closed independently.
 //
-// Outbound, each peer has one writer goroutine that owns a single TCP connection and a bounded
-// queue. Send never blocks: when a queue is full, or the peer is unknown, the message is dropped
+// Outbound, each peer has two lanes, each a writer goroutine that owns a TCP connection and a
+// bounded queue: one for raft's messages, one for snapshots (MsgSnap), so that a snapshot
+// taking minutes to send does not hold up the heartbeats and appends behind it. The snapshot
+// lane connects when a snapshot is to be sent and closes once it has none left. Send never blocks: when a queue is full, or the peer is unknown, the message is dropped
 // and Unreachable is reported, because raft retransmits and a slow peer must not stall the
 // node's Ready loop. Connections are dialled lazily and re-dialled after errors with capped,
 // jittered exponential backoff; while backing off, messages are dropped (and reported) rather
@@ -21,9 +23,11 @@
 //
 // Snapshots, as etcd's rafthttp does, travel out of band of the message: with OpenSnapshot and
 // ReceiveSnapshot configured, a MsgSnap's data is streamed from the sender's snapshot file into
-// the receiver's, after the message on the same link, rather than held in memory inside one
-// frame. OpenSnapshot and ReceiveSnapshot run on the peer's writer and the connection's reader
-// and may take as long as the data takes to move.
+// the receiver's, after the message on the snapshot lane's connection, rather than held in memory inside one
+// frame. OpenSnapshot and ReceiveSnapshot run on the peer's snapshot writer and the connection's
+// reader and may take as long as the data takes to move; messages keep flowing meanwhile on the
+// peer's other connection, so they may reach the receiver before or after the MsgSnap sent
+// between them (raft does not rely on that order).
 package transport
 
 import (

@@ -366,24 +366,38 @@ func TestLargeSnapshot(t *testing.T) {
 	_, _ = rand.Read(data)
 	snap := raftpb.Message{Type: raftpb.MsgSnap, From: 1, To: 2, Term: 3,
 		Snapshot: &raftpb.Snapshot{Data: data, Metadata: raftpb.SnapshotMetadata{Index: 42, Term: 3}}}
-	// Small messages around the snapshot must stay in order with it.
 	a.Send([]raftpb.Message{app(1, 2, 1), snap, app(1, 2, 2)})
-	var got []raftpb.Message
-	for len(got) < 3 {
-		select {
-		case m := <-b.recv:
-			got = append(got, m)
-		case <-time.After(deadline):
-			t.Fatalf("received %d of 3 messages", len(got))
-		}
-	}
-	if got[0].Index != 1 || got[1].Type != raftpb.MsgSnap || got[2].Index != 2 {
-		t.Fatalf("wrong order: %v %v %v", got[0].Type, got[1].Type, got[2].Type)
-	}
-	if s := got[1].Snapshot; s == nil || s.Metadata.Index != 42 || !bytes.Equal(s.Data, data) {
+	got := receiveAroundSnapshot(t, b, func(m raftpb.Message) {})
+	if s := got.Snapshot; s.Metadata.Index != 42 || !bytes.Equal(s.Data, data) {
 		t.Fatal("snapshot corrupted in transit")
 	}
 	waitSnapStatus(t, a, 2, false)
+}
+
+// receiveAroundSnapshot receives, on n, the two appends (indexes 1 and 2) and the MsgSnap a test
+// sent between them: the appends in their order, the snapshot (its own lane) at any point. It
+// calls check on each message as it arrives and returns the snapshot message.
+func receiveAroundSnapshot(t *testing.T, n *node, check func(raftpb.Message)) raftpb.Message {
+	t.Helper()
+	var snap *raftpb.Message
+	want := uint64(1)
+	for want <= 2 || snap == nil {
+		select {
+		case m := <-n.recv:
+			check(m)
+			switch {
+			case m.Type == raftpb.MsgSnap && snap == nil && m.Snapshot != nil:
+				snap = &m
+			case m.Type == raftpb.MsgApp && m.Index == want:
+				want++
+			default:
+				t.Fatalf("got %v index %d, want the snapshot or append %d", m.Type, m.Index, want)
+			}
+		case <-time.After(deadline):
+			t.Fatalf("appends up to %d and snapshot %v received, want both appends and the snapshot", want-1, snap != nil)
+		}
+	}
+	return *snap
 }
 
 func TestSendFrameTooLarge(t *testing.T) {
@@ -756,8 +770,7 @@ func streamedSnap(from, to, index uint64) raftpb.Message {
 
 // TestStreamedSnapshot: a MsgSnap without data is followed on the wire by its data, read from
 // OpenSnapshot (in several chunks: it is larger than the buffers and streamChunk), which reaches
-// ReceiveSnapshot byte for byte before the message reaches Handler, in order with the messages
-// around it.
+// ReceiveSnapshot byte for byte before the message reaches Handler.
 func TestStreamedSnapshot(t *testing.T) {
 	data := make([]byte, 2*streamChunk+12345)
 	_, _ = rand.Read(data)
@@ -768,22 +781,12 @@ func TestStreamedSnapshot(t *testing.T) {
 	connect(a, b)
 	a.Send([]raftpb.Message{app(1, 2, 1), streamedSnap(1, 2, 42), app(1, 2, 2)})
 
-	var got []raftpb.Message
-	for len(got) < 3 {
-		select {
-		case m := <-b.recv:
-			if m.Type == raftpb.MsgSnap && len(recv) == 0 {
-				t.Fatal("snapshot message delivered before its data was received")
-			}
-			got = append(got, m)
-		case <-time.After(deadline):
-			t.Fatalf("received %d of 3 messages", len(got))
+	got := receiveAroundSnapshot(t, b, func(m raftpb.Message) {
+		if m.Type == raftpb.MsgSnap && len(recv) == 0 {
+			t.Fatal("snapshot message delivered before its data was received")
 		}
-	}
-	if got[0].Index != 1 || got[1].Type != raftpb.MsgSnap || got[2].Index != 2 {
-		t.Fatalf("wrong order: %v %v %v", got[0].Type, got[1].Type, got[2].Type)
-	}
-	if s := got[1].Snapshot; s == nil || s.Metadata.Index != 42 || len(s.Data) != 0 {
+	})
+	if s := got.Snapshot; s.Metadata.Index != 42 || len(s.Data) != 0 {
 		t.Fatalf("delivered snapshot %+v, want index 42 without data", s)
 	}
 	r := <-recv
@@ -896,7 +899,7 @@ func TestStreamedSnapshotSourceFails(t *testing.T) {
 }
 
 // TestReceiveSnapshotError: a receiver that fails to store a snapshot drops it and closes the
-// connection (its framing may be lost); the sender redials and later messages arrive.
+// connection (its framing may be lost); messages, on their own connection, still arrive.
 func TestReceiveSnapshotError(t *testing.T) {
 	data := make([]byte, 300<<10)
 	_, _ = rand.Read(data)
@@ -909,8 +912,29 @@ func TestReceiveSnapshotError(t *testing.T) {
 	if r := <-recv; !bytes.Equal(r.data, data) {
 		t.Fatal("receiver got different data")
 	}
-	waitUnreachable(t, a, 2) // the receiver closed the link
 	sendUntilReceived(t, a, b, 1)
+	waitConns(t, b, 1) // the snapshot's connection is gone
+	select {
+	case m := <-b.recv:
+		t.Fatalf("got %v after a snapshot the receiver failed to store", m.Type)
+	default:
+	}
+}
+
+// waitConns waits until n holds want inbound connections.
+func waitConns(t *testing.T, n *node, want int) {
+	t.Helper()
+	for end := time.Now().Add(deadline); ; time.Sleep(5 * time.Millisecond) {
+		n.mu.RLock()
+		got := len(n.conns)
+		n.mu.RUnlock()
+		if got == want {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("node %d holds %d inbound connections, want %d", n.cfg.ID, got, want)
+		}
+	}
 }
 
 // TestStreamedFrameWireFormat writes a streamed-snapshot frame by hand, as frame.go documents
@@ -1005,4 +1029,92 @@ func streamedBytes(t *testing.T, to uint64, data string) []byte {
 	w = append(w, p...)
 	w = binary.BigEndian.AppendUint64(w, uint64(len(data)))
 	return append(w, data...)
+}
+
+// stallingReader returns the first n bytes of r, then blocks until release is closed.
+type stallingReader struct {
+	r       io.Reader
+	n       int
+	release chan struct{}
+}
+
+func (s *stallingReader) Read(b []byte) (int, error) {
+	if s.n == 0 {
+		<-s.release
+		return s.r.Read(b)
+	}
+	k, err := s.r.Read(b[:min(len(b), s.n)])
+	s.n -= k
+	return k, err
+}
+
+// TestSnapshotDoesNotHoldUpMessages: while a snapshot is on its way (here its source stalls part
+// way, as a slow link or disk would), heartbeats and appends to the same peer keep arriving; the
+// snapshot then completes, and its connection is closed once it is sent.
+func TestSnapshotDoesNotHoldUpMessages(t *testing.T) {
+	data := make([]byte, streamChunk+streamChunk/2)
+	_, _ = rand.Read(data)
+	release := make(chan struct{})
+	recv := make(chan received, 10)
+	a := newNode(t, 1, func(c *Config) {
+		c.OpenSnapshot = func(md raftpb.SnapshotMetadata) (io.ReadCloser, int64, error) {
+			r := &stallingReader{r: bytes.NewReader(data), n: streamChunk / 2, release: release}
+			return io.NopCloser(r), int64(len(data)), nil
+		}
+	})
+	b := newNode(t, 2, func(c *Config) { c.ReceiveSnapshot = receiveInto(recv, nil) })
+	var once sync.Once
+	unstall := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unstall) // before the transports close: their writer may be blocked on the source
+	connect(a, b)
+
+	a.Send([]raftpb.Message{streamedSnap(1, 2, 42)})
+	for i := uint64(1); i <= 50; i++ {
+		a.Send([]raftpb.Message{{Type: raftpb.MsgHeartbeat, From: 1, To: 2, Term: 3}, app(1, 2, i)})
+	}
+	expectMixed := func() {
+		want := uint64(1)
+		for want <= 50 {
+			select {
+			case m := <-b.recv:
+				switch {
+				case m.Type == raftpb.MsgHeartbeat:
+				case m.Type == raftpb.MsgApp && m.Index == want:
+					want++
+				default:
+					t.Fatalf("got %v index %d while the snapshot is stalled, want append %d", m.Type, m.Index, want)
+				}
+			case <-time.After(deadline):
+				t.Fatalf("appends behind a stalled snapshot: %d of 50 received", want-1)
+			}
+		}
+	}
+	expectMixed()
+	select {
+	case s := <-a.snapStatus:
+		t.Fatalf("snapshot status %+v while its source is stalled", s)
+	default:
+	}
+
+	unstall()
+	waitSnapStatus(t, a, 2, false)
+	if r := <-recv; r.err != nil || !bytes.Equal(r.data, data) {
+		t.Fatalf("snapshot received %d bytes, err %v", len(r.data), r.err)
+	}
+	// The MsgSnap follows its data to the Handler, after every heartbeat that was ahead of it.
+	for {
+		select {
+		case m := <-b.recv:
+			if m.Type == raftpb.MsgHeartbeat {
+				continue
+			}
+			if m.Type != raftpb.MsgSnap || m.Snapshot.Metadata.Index != 42 {
+				t.Fatalf("got %v, want the snapshot", m.Type)
+			}
+		case <-time.After(deadline):
+			t.Fatal("snapshot message not delivered")
+		}
+		break
+	}
+	waitConns(t, b, 1) // the snapshot's connection is closed once it is sent
 }
