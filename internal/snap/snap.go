@@ -125,8 +125,7 @@ type Snapshotter struct {
 	open map[string]int
 	// keep holds the indexes of the last two calls to Keep, whose files purge never
 	// removes (0: none). It has its own lock rather than mu so that Keep, called
-	// from a raft node's loop, never waits for an OpenIndex checksumming a large
-	// file under mu.
+	// from a raft node's loop, never waits for a purge or a rename.
 	keepMu sync.Mutex
 	keep   [2]uint64
 }
@@ -335,21 +334,32 @@ type Opened struct {
 // disk meanwhile, which a reader should check for with checksums of its own
 // (the state machine's snapshot format has them).
 func (s *Snapshotter) OpenIndex(index uint64) (*Opened, error) {
-	// The lock is held while validating, as load holds it while reading, so
-	// that retention cannot remove the file in between; once open, the file
-	// is counted in s.open instead, which lets saves go on while the caller
-	// reads it, however long that takes.
+	// The candidates are counted in s.open under the lock, so that retention leaves them alone,
+	// and checksummed after it: a leader opening a snapshot of many gigabytes to send must not
+	// hold up its own snapshot job's rename (or a snapshot arriving from a leader) meanwhile.
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	files, err := s.list()
+	var cands []fileInfo
+	for _, fi := range files {
+		if fi.index == index {
+			cands = append(cands, fi)
+			s.open[fi.name]++
+		}
+	}
+	s.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	var damaged error
-	for _, fi := range files {
-		if fi.index != index {
-			continue
+	chosen := -1
+	defer func() { // release every candidate but the one returned
+		for i, fi := range cands {
+			if i != chosen {
+				s.release(fi.name)
+			}
 		}
+	}()
+	var damaged error
+	for i, fi := range cands {
 		o, err := s.openFile(fi)
 		if errors.Is(err, ErrCorrupt) {
 			s.log.Warn("snap: skipping corrupt snapshot", "file", fi.name, "err", err)
@@ -359,13 +369,22 @@ func (s *Snapshotter) OpenIndex(index uint64) (*Opened, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.open[fi.name]++
+		chosen = i
 		return o, nil
 	}
 	if damaged != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoSnapshot, damaged)
 	}
 	return nil, ErrNoSnapshot
+}
+
+// release ends one count of name in s.open (see OpenIndex).
+func (s *Snapshotter) release(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.open[name]--; s.open[name] <= 0 {
+		delete(s.open, name)
+	}
 }
 
 // openFile opens and validates one snapshot file, checksumming it through a
@@ -430,11 +449,7 @@ func (o *Opened) Close() error {
 	}
 	err := o.f.Close()
 	o.f = nil
-	o.s.mu.Lock()
-	if o.s.open[o.name]--; o.s.open[o.name] <= 0 {
-		delete(o.s.open, o.name)
-	}
-	o.s.mu.Unlock()
+	o.s.release(o.name)
 	if err != nil {
 		return fmt.Errorf("snap: close %s: %w", o.name, err)
 	}
