@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoal-kv/shoal/internal/accept"
 	"github.com/shoal-kv/shoal/internal/auth"
 	"github.com/shoal-kv/shoal/internal/keyspace"
 	"github.com/shoal-kv/shoal/internal/resp"
@@ -100,13 +101,9 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.cfg.Backend == nil {
 		return errors.New("controller server: Backend is required")
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	ln, err := accept.Listen(ctx, s.cfg.Addr, s.cfg.TLS)
 	if err != nil {
 		return fmt.Errorf("controller server: listen %s: %w", s.cfg.Addr, err)
-	}
-	if s.cfg.TLS != nil {
-		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -153,35 +150,17 @@ func (s *Server) Close() error {
 
 func (s *Server) acceptLoop(ln net.Listener) {
 	defer s.wg.Done()
-	var delay time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) || s.baseCtx.Err() != nil {
-				return
-			}
-			// Temporary failures (out of file descriptors) back off as net/http does.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("controller accept failed; retrying", "err", err, "delay", delay)
-			select {
-			case <-time.After(delay):
-			case <-s.baseCtx.Done():
-				return
-			}
-			continue
-		}
-		delay = 0
+	accept.Loop(s.baseCtx, ln, s.log, func(nc net.Conn) {
 		s.mu.Lock()
+		defer s.mu.Unlock()
 		if s.closed {
-			s.mu.Unlock()
 			nc.Close()
 			return
 		}
 		s.conns[nc] = struct{}{}
 		s.wg.Add(1)
-		s.mu.Unlock()
 		go s.serve(nc)
-	}
+	})
 }
 
 func (s *Server) serve(nc net.Conn) {

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shoal-kv/shoal/internal/accept"
 	"github.com/shoal-kv/shoal/internal/auth"
 	"github.com/shoal-kv/shoal/internal/resp"
 )
@@ -147,16 +148,12 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.cfg.MaxMemory > 0 && s.cfg.UsedMemory == nil {
 		return errors.New("server: Config.MaxMemory needs Config.UsedMemory")
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	// With TLS, the handshake runs on the connection's goroutine at its first read, bounded by
+	// IdleTimeout like any other read, so a peer stalling the handshake holds no more than an
+	// idle client does.
+	ln, err := accept.Listen(ctx, s.cfg.Addr, s.cfg.TLS)
 	if err != nil {
 		return fmt.Errorf("server: listen %s: %w", s.cfg.Addr, err)
-	}
-	if s.cfg.TLS != nil {
-		// The handshake runs on the connection's goroutine at its first read, bounded by
-		// IdleTimeout like any other read, so a peer stalling the handshake holds no more
-		// than an idle client does.
-		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	s.mu.Lock()
 	if s.closed || s.ln != nil {
@@ -209,39 +206,10 @@ func (s *Server) Close() error {
 	return err
 }
 
-// acceptLoop accepts connections until the listener is closed, backing off on temporary
-// errors (such as running out of file descriptors) the way net/http does.
+// acceptLoop accepts connections until the listener is closed.
 func (s *Server) acceptLoop(ln net.Listener) {
 	defer s.wg.Done()
-	var delay time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.isClosed() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if delay == 0 {
-				delay = 5 * time.Millisecond
-			} else if delay *= 2; delay > time.Second {
-				delay = time.Second
-			}
-			s.log.Warn("accept failed; retrying", "err", err, "delay", delay)
-			select {
-			case <-time.After(delay):
-			case <-s.baseCtx.Done():
-				return
-			}
-			continue
-		}
-		delay = 0
-		s.admit(nc)
-	}
-}
-
-func (s *Server) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
+	accept.Loop(s.baseCtx, ln, s.log, s.admit)
 }
 
 // admit starts serving nc, or turns it away when the server is full or closing.

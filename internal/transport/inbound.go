@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/shoal-kv/shoal/internal/accept"
 )
 
 // readBufSize is the bufio.Reader size of an inbound connection, matching the writer's buffer
@@ -20,26 +22,7 @@ const readBufSize = 64 << 10
 
 // acceptLoop accepts peer connections until the listener is closed.
 func (t *Transport) acceptLoop() {
-	var delay time.Duration
-	for {
-		c, err := t.ln.Accept()
-		if err != nil {
-			if t.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Transient (e.g. EMFILE): back off instead of spinning, as net/http does.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			t.log.Warn("accept failed", "err", err, "retry_in", delay)
-			timer := time.NewTimer(delay)
-			select {
-			case <-t.ctx.Done():
-				timer.Stop()
-				return
-			case <-timer.C:
-			}
-			continue
-		}
-		delay = 0
+	accept.Loop(t.ctx, t.ln, t.log, func(c net.Conn) {
 		setNoDelay(c)
 		if t.cfg.Wrap != nil {
 			c = t.cfg.Wrap(c)
@@ -49,15 +32,14 @@ func (t *Transport) acceptLoop() {
 			c = tls.Server(c, t.cfg.TLS)
 		}
 		t.mu.Lock()
+		defer t.mu.Unlock()
 		if t.closed {
-			t.mu.Unlock()
 			_ = c.Close()
 			return
 		}
 		t.conns[c] = struct{}{}
 		t.goLocked(func() { t.serveConn(c) })
-		t.mu.Unlock()
-	}
+	})
 }
 
 // serveConn reads frames from one inbound connection and hands them to Handler in order.

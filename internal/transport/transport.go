@@ -42,6 +42,8 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/shoal-kv/shoal/internal/accept"
 )
 
 // Defaults for zero Config fields.
@@ -226,8 +228,7 @@ func (t *Transport) Start(ctx context.Context) error {
 	if t.started {
 		return errors.New("transport: already started")
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", t.cfg.ListenAddr)
+	ln, err := accept.Listen(ctx, t.cfg.ListenAddr, nil) // TLS after Wrap: see acceptLoop
 	if err != nil {
 		return fmt.Errorf("transport: listen on %s: %w", t.cfg.ListenAddr, err)
 	}
