@@ -228,3 +228,45 @@ func TestCommandCodecRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestAtMostOnceBeyondPendingLimit: a client with more unacknowledged writes to one slot than
+// the records kept (a pipelined bulk append to keys sharing a hash tag) has the lowest ones
+// refused as stale when retried, never executed twice; the newest still answer their originals.
+func TestAtMostOnceBeyondPendingLimit(t *testing.T) {
+	_, gs := newGroups(2)
+	g := gs[0]
+	sctx := func(seq uint64) context.Context {
+		return WithSession(context.Background(), Session{ClientID: 7, Seq: seq})
+	}
+	const n = maxPending + 10
+	// Out of order, as retries and pipelines across connections arrive: 2, 1, 4, 3, ...
+	for i := uint64(1); i <= n; i += 2 {
+		for _, seq := range []uint64{i + 1, i} {
+			if _, err := g.Append(sctx(seq), []byte("{t}k"), []byte("x")); err != nil {
+				t.Fatalf("append %d: %v", seq, err)
+			}
+		}
+	}
+	for seq := uint64(1); seq <= n; seq++ {
+		got, err := g.Append(sctx(seq), []byte("{t}k"), []byte("x"))
+		if seq <= n-maxPending {
+			if !errors.Is(err, ErrStale) {
+				t.Fatalf("retry of %d (record dropped) = %d, %v; want ErrStale", seq, got, err)
+			}
+			continue
+		}
+		// Seq s was the s-th append, but pairs ran high first: 2 then 1 gave lengths 1, 2.
+		want := int64(seq + 1)
+		if seq%2 == 0 {
+			want = int64(seq - 1)
+		}
+		if err != nil || got != want {
+			t.Fatalf("retry of %d = %d, %v; want the original reply %d", seq, got, err, want)
+		}
+	}
+	for i, gr := range gs {
+		if v, _, _ := gr.Get(context.Background(), []byte("{t}k")); len(v) != n {
+			t.Fatalf("replica %d: %d bytes appended, want %d (each write once)", i, len(v), n)
+		}
+	}
+}

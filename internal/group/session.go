@@ -20,8 +20,11 @@ type seqResult struct {
 	res result
 }
 
-// maxPending bounds the unacknowledged results kept per client and slot; a client with more
-// writes in flight than this loses the oldest records (documented limit of the session protocol).
+// maxPending bounds the unacknowledged results kept per client and slot. A client with more
+// writes in flight to one slot than this (a pipelined bulk write to keys sharing a hash tag, say)
+// loses the record of its lowest seq, and that seq then counts as acknowledged: a retry of it is
+// refused as stale instead of executing a second time (at most once holds; the retry's caller
+// learns only that the write's outcome is unknown).
 const maxPending = 64
 
 func (s *slotSessions) find(id uint64) *clientRecord {
@@ -70,7 +73,14 @@ func (s *slotSessions) record(id, seq, acked uint64, res result) {
 		}
 	}
 	if len(kept) >= maxPending {
-		kept = append(kept[:0], kept[1:]...)
+		low := 0
+		for i := range kept {
+			if kept[i].seq < kept[low].seq {
+				low = i
+			}
+		}
+		c.acked = kept[low].seq
+		kept = append(kept[:low], kept[low+1:]...)
 	}
 	c.results = append(kept, seqResult{seq: seq, res: res})
 }
