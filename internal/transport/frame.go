@@ -17,12 +17,19 @@ import (
 //
 //	magic   uint32  "SHRT" — rejects connections from anything that is not a Shoal raft transport
 //	version uint16  wire version; bumped on incompatible changes
-//	flags   uint16  reserved, must be zero
+//	flags   uint16  helloSnapshots, or zero; other bits are refused
 //	from    uint64  raft ID of the sending transport
 //	to      uint64  raft ID the sender believes it is talking to — catches mis-wired peer lists
 //
-// Every later frame is one marshalled raftpb.Message. Connections are one-way: the dialer only
-// writes and the acceptor only reads, so a link needs no request/response framing.
+// Every later frame is one marshalled raftpb.Message. A connection carrying raft's messages is
+// one-way: the dialer only writes and the acceptor only reads, so it needs no request/response
+// framing. A connection whose hello has helloSnapshots set carries snapshots (MsgSnap) only,
+// and its acceptor answers each one with a single byte once it has handed the message to its
+// Handler: ackDelivered, or ackDropped if it did not (a snapshot addressed elsewhere, or a
+// Handler error). The sender reports the snapshot sent only then, as etcd's rafthttp reports
+// it when the receiver's HTTP handler returns: raft probes the follower with an append right
+// after the report, and on this separate connection the append could otherwise arrive before
+// the snapshot, be refused, and make the leader send the whole snapshot again.
 //
 // A MsgSnap whose snapshot data lives in a file on the sender (Config.OpenSnapshot) is sent as a
 // streamed-snapshot frame instead: the top bit of the length word (streamFlag) is set, and the
@@ -92,14 +99,24 @@ var ErrBadHello = errors.New("transport: bad hello")
 // hello is the first frame of every connection.
 type hello struct {
 	From, To uint64
+	Flags    uint16
 }
+
+const (
+	// helloSnapshots marks a connection that carries snapshots and is answered with acks.
+	helloSnapshots uint16 = 1
+
+	// The acceptor's answer to each MsgSnap on a snapshot connection.
+	ackDropped   byte = 0
+	ackDelivered byte = 1
+)
 
 // appendHello appends the complete hello frame (header included) to b.
 func appendHello(b []byte, h hello) []byte {
 	b = binary.BigEndian.AppendUint32(b, helloSize)
 	b = binary.BigEndian.AppendUint32(b, HelloMagic)
 	b = binary.BigEndian.AppendUint16(b, WireVersion)
-	b = binary.BigEndian.AppendUint16(b, 0)
+	b = binary.BigEndian.AppendUint16(b, h.Flags)
 	b = binary.BigEndian.AppendUint64(b, h.From)
 	b = binary.BigEndian.AppendUint64(b, h.To)
 	return b
@@ -125,10 +142,11 @@ func readHello(r io.Reader) (hello, error) {
 	if v := binary.BigEndian.Uint16(p[4:6]); v != WireVersion {
 		return hello{}, fmt.Errorf("%w: version %d, want %d", ErrBadHello, v, WireVersion)
 	}
-	if f := binary.BigEndian.Uint16(p[6:8]); f != 0 {
+	f := binary.BigEndian.Uint16(p[6:8])
+	if f&^helloSnapshots != 0 {
 		return hello{}, fmt.Errorf("%w: unknown flags %#x", ErrBadHello, f)
 	}
-	h := hello{From: binary.BigEndian.Uint64(p[8:16]), To: binary.BigEndian.Uint64(p[16:24])}
+	h := hello{From: binary.BigEndian.Uint64(p[8:16]), To: binary.BigEndian.Uint64(p[16:24]), Flags: f}
 	if h.From == 0 {
 		return hello{}, fmt.Errorf("%w: sender id 0", ErrBadHello)
 	}

@@ -81,7 +81,8 @@ func (t *Transport) readFrames(c net.Conn, debug func(string, ...any)) error {
 	// No read deadline afterwards: a link between followers is legitimately idle for long
 	// stretches; a dead peer is detected by TCP keepalive (on by default for accepted conns).
 	_ = c.SetReadDeadline(time.Time{})
-	debug("inbound connection", "from", h.From)
+	snapshots := h.Flags&helloSnapshots != 0
+	debug("inbound connection", "from", h.From, "snapshots", snapshots)
 
 	fr := frameReader{r: br, max: t.cfg.MaxFrameSize}
 	for {
@@ -98,28 +99,45 @@ func (t *Transport) readFrames(c net.Conn, debug func(string, ...any)) error {
 			// not speaking our version; dropping the link is safer than guessing.
 			return fmt.Errorf("peer %d: decode message: %w", h.From, err)
 		}
+		deliver := m.To == t.cfg.ID
 		if streamed {
-			deliver, err := t.receiveSnapshot(c, &fr, &m, debug)
-			if err != nil {
+			if deliver, err = t.receiveSnapshot(c, &fr, &m, debug); err != nil {
 				// The data may be partly unread: the next bytes are not a frame header.
 				return fmt.Errorf("peer %d: %w", h.From, err)
 			}
-			if !deliver {
-				continue
-			}
-		} else if m.To != t.cfg.ID {
+		} else if !deliver {
 			debug("drop message addressed elsewhere", "from", m.From, "to", m.To, "type", m.Type)
-			continue
 		}
-		if err := t.cfg.Handler(t.ctx, m); err != nil {
-			if t.ctx.Err() != nil {
-				return nil
+		if deliver {
+			if err := t.cfg.Handler(t.ctx, m); err != nil {
+				if t.ctx.Err() != nil {
+					return nil
+				}
+				// Handler errors (e.g. raft stopped, local message) are about the message, not
+				// the link; keep reading.
+				debug("handler rejected message", "from", m.From, "type", m.Type, "err", err)
+				deliver = false
 			}
-			// Handler errors (e.g. raft stopped, local message) are about the message, not
-			// the link; keep reading.
-			debug("handler rejected message", "from", m.From, "type", m.Type, "err", err)
+		}
+		if snapshots && m.Type == raftpb.MsgSnap {
+			if err := t.ack(c, deliver); err != nil {
+				return fmt.Errorf("peer %d: %w", h.From, err)
+			}
 		}
 	}
+}
+
+// ack answers a MsgSnap on a snapshot connection (see the wire format in frame.go).
+func (t *Transport) ack(c net.Conn, delivered bool) error {
+	b := [1]byte{ackDropped}
+	if delivered {
+		b[0] = ackDelivered
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
+	if _, err := c.Write(b[:]); err != nil {
+		return fmt.Errorf("acknowledge snapshot: %w", err)
+	}
+	return nil
 }
 
 // receiveSnapshot reads the snapshot data that follows the streamed-snapshot frame of m and hands

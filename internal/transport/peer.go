@@ -54,15 +54,17 @@ type peer struct {
 type lane struct {
 	name  string
 	queue chan raftpb.Message
-	// transient lanes close their connection once their queue is empty: snapshots are rare,
-	// and an idle connection would hold a reader goroutine and its buffer on the peer.
-	transient bool
+	// snapshots marks the snapshot lane: its connection says so in its hello, each snapshot
+	// is flushed alone and reported once the receiver acknowledges it (see frame.go), and the
+	// connection is closed once the queue is empty (snapshots are rare, and an idle connection
+	// would hold a reader goroutine and its buffer on the peer).
+	snapshots bool
 }
 
 func (t *Transport) newPeer(id uint64, addr string) *peer {
 	return &peer{t: t, id: id, addr: addr,
 		msgs:  lane{name: "messages", queue: make(chan raftpb.Message, t.cfg.QueueSize)},
-		snaps: lane{name: "snapshots", queue: make(chan raftpb.Message, snapQueueSize), transient: true},
+		snaps: lane{name: "snapshots", queue: make(chan raftpb.Message, snapQueueSize), snapshots: true},
 	}
 }
 
@@ -110,6 +112,10 @@ type link struct {
 	// (so a write blocked on a stalled peer returns); closedByCtx is closed once that hook ran.
 	stopClose   func() bool
 	closedByCtx chan struct{}
+	// On the snapshot lane: the receiver's answers, and the bytes of snapshots written since
+	// the last answer (they bound how long the answer may take).
+	acks    chan byte
+	pending int64
 }
 
 // run is the writer goroutine of one of p's lanes: it owns the lane's connection for its whole
@@ -159,7 +165,7 @@ func (p *peer) run(ctx context.Context, ln *lane) {
 				t.reportDrop(&m)
 				continue
 			}
-			if err := p.dial(ctx, &l); err != nil {
+			if err := p.dial(ctx, &l, ln.snapshots); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
@@ -186,7 +192,7 @@ func (p *peer) run(ctx context.Context, ln *lane) {
 			if isSnap {
 				snaps++
 			}
-			if n+1 >= maxBatch {
+			if n+1 >= maxBatch || ln.snapshots {
 				break
 			}
 			select {
@@ -199,6 +205,9 @@ func (p *peer) run(ctx context.Context, ln *lane) {
 		if err == nil {
 			err = p.flush(&l)
 		}
+		if err == nil && snaps > 0 {
+			err = p.awaitAcks(ctx, &l, &snaps)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return // Close/RemovePeer closed the conn under us; not a peer failure
@@ -206,10 +215,7 @@ func (p *peer) run(ctx context.Context, ln *lane) {
 			fail(err)
 			continue
 		}
-		for ; snaps > 0; snaps-- {
-			t.cfg.SnapshotStatus(p.id, false)
-		}
-		if ln.transient && len(ln.queue) == 0 {
+		if ln.snapshots && len(ln.queue) == 0 {
 			p.closeLink(&l)
 			failures = 0
 		}
@@ -234,6 +240,9 @@ func (p *peer) writeFrame(l *link, m *raftpb.Message, scratch *[]byte) (isSnap b
 	size := m.Size()
 	if p.overLimit(m, size) {
 		return false, nil
+	}
+	if isSnap {
+		l.pending += int64(size)
 	}
 	need := frameHeaderSize + size
 	var buf []byte
@@ -322,6 +331,7 @@ func (p *peer) writeStreamed(l *link, m *raftpb.Message) (isSnap bool, err error
 		return false, nil
 	}
 	binary.BigEndian.PutUint64(buf[frameHeaderSize+size:], uint64(n))
+	l.pending += n
 	p.setDeadline(l, l.bw.Buffered()+len(buf))
 	if _, err := l.bw.Write(buf); err != nil {
 		return true, fmt.Errorf("write %s to peer %d: %w", m.Type, p.id, err)
@@ -371,6 +381,36 @@ func (s *sourceReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// awaitAcks waits for the receiver's answer to each of the *snaps snapshots just flushed, and
+// reports each as it comes, counting *snaps down. The receiver answers once its Handler has the
+// message, after writing the data out durably: WriteTimeout plus 100ms per MiB sent bounds that.
+func (p *peer) awaitAcks(ctx context.Context, l *link, snaps *int) error {
+	d := p.t.cfg.WriteTimeout + time.Duration(l.pending>>20)*100*time.Millisecond
+	l.pending = 0
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	report := func(a byte) { p.t.cfg.SnapshotStatus(p.id, a != ackDelivered) }
+	for ; *snaps > 0; *snaps-- {
+		select {
+		case a := <-l.acks:
+			report(a)
+		case <-l.dead:
+			select {
+			case a := <-l.acks: // answered, then closed: the answer counts
+				report(a)
+				continue
+			default:
+			}
+			return fmt.Errorf("peer %d closed the connection before acknowledging a snapshot", p.id)
+		case <-timer.C:
+			return fmt.Errorf("peer %d did not acknowledge a snapshot within %v", p.id, d)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
 // flush writes out the buffered frames.
 func (p *peer) flush(l *link) error {
 	if l.bw.Buffered() == 0 {
@@ -391,10 +431,11 @@ func (p *peer) setDeadline(l *link, n int) {
 }
 
 // dial connects to the peer and queues the hello (it goes out with the first flush, saving a
-// round of syscalls). It also starts a goroutine that reads the connection: the remote never
-// sends anything, so a read returning means the peer closed or restarted, which the writer
-// learns immediately rather than on its next failed write.
-func (p *peer) dial(ctx context.Context, l *link) error {
+// round of syscalls). It also starts a goroutine that reads the connection: the remote sends
+// nothing but snapshot acknowledgements (on a snapshots connection), so a read returning means
+// the peer closed or restarted, which the writer learns immediately rather than on its next
+// failed write.
+func (p *peer) dial(ctx context.Context, l *link, snapshots bool) error {
 	t := p.t
 	d := net.Dialer{Timeout: t.cfg.DialTimeout}
 	c, err := d.DialContext(ctx, "tcp", p.addr)
@@ -425,12 +466,38 @@ func (p *peer) dial(ctx context.Context, l *link) error {
 	}
 	dead := make(chan struct{})
 	l.dead = dead
-	go func() { // owned by the writer: closeLink closes c and waits for this to finish
-		defer close(dead)
-		_, _ = io.Copy(io.Discard, c)
-	}()
-	_, _ = l.bw.Write(appendHello(l.bw.AvailableBuffer(), hello{From: t.cfg.ID, To: p.id}))
+	h := hello{From: t.cfg.ID, To: p.id}
+	if snapshots {
+		h.Flags = helloSnapshots
+		l.acks = make(chan byte, snapQueueSize)
+	}
+	go readAcks(c, l.acks, dead) // owned by the writer: closeLink closes c and waits for it
+	_, _ = l.bw.Write(appendHello(l.bw.AvailableBuffer(), h))
 	return nil
+}
+
+// readAcks reads c until it fails, passing every byte to acks (nil: discarding them), then
+// closes dead. More answers than the writer awaits mean a broken peer: the link counts as dead.
+func readAcks(c net.Conn, acks chan<- byte, dead chan<- struct{}) {
+	defer close(dead)
+	if acks == nil {
+		_, _ = io.Copy(io.Discard, c)
+		return
+	}
+	var b [16]byte
+	for {
+		n, err := c.Read(b[:])
+		for _, a := range b[:n] {
+			select {
+			case acks <- a:
+			default:
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // handshake runs the TLS client handshake on c within DialTimeout, so that a peer we cannot
@@ -464,7 +531,7 @@ func (p *peer) closeLink(l *link) {
 	}
 	_ = l.conn.Close()
 	<-l.dead
-	l.conn, l.dead, l.stopClose, l.closedByCtx = nil, nil, nil, nil
+	l.conn, l.dead, l.stopClose, l.closedByCtx, l.acks, l.pending = nil, nil, nil, nil, nil, 0
 	l.bw.Reset(io.Discard) // drop buffered frames; they belong to the dead connection
 }
 

@@ -83,10 +83,11 @@ type Config struct {
 	Handler func(ctx context.Context, m raftpb.Message) error
 	// Unreachable is called (optional) when a message to id is dropped or its link fails.
 	Unreachable func(id uint64)
-	// SnapshotStatus is called (optional) for every MsgSnap: failed=false once the frame (and
-	// a streamed snapshot's data) has been written and flushed to the connection, failed=true
-	// if it was dropped, its data could not be opened or read, or the write failed. Not called
-	// for snapshots discarded by Close or RemovePeer.
+	// SnapshotStatus is called (optional) for every MsgSnap: failed=false once the receiver
+	// acknowledged that its Handler took the message (after ReceiveSnapshot stored a streamed
+	// snapshot's data), failed=true if it was dropped, its data could not be opened or read,
+	// the write failed, or the receiver did not take it. Not called for snapshots discarded by
+	// Close or RemovePeer.
 	SnapshotStatus func(id uint64, failed bool)
 	// OpenSnapshot (optional) opens the data of the snapshot md describes, for a MsgSnap whose
 	// Snapshot.Data is empty: the transport then streams the size bytes of the returned reader

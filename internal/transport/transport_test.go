@@ -413,11 +413,11 @@ func TestSendFrameTooLarge(t *testing.T) {
 }
 
 // rawHello builds a hello frame with arbitrary fields.
-func rawHello(magic uint32, version uint16, from, to uint64) []byte {
+func rawHello(magic uint32, version, flags uint16, from, to uint64) []byte {
 	b := binary.BigEndian.AppendUint32(nil, helloSize)
 	b = binary.BigEndian.AppendUint32(b, magic)
 	b = binary.BigEndian.AppendUint16(b, version)
-	b = binary.BigEndian.AppendUint16(b, 0)
+	b = binary.BigEndian.AppendUint16(b, flags)
 	b = binary.BigEndian.AppendUint64(b, from)
 	return binary.BigEndian.AppendUint64(b, to)
 }
@@ -445,12 +445,13 @@ func TestBadHelloRejected(t *testing.T) {
 	b := newNode(t, 2, nil)
 	valid := frame(t, app(1, 2, 1))
 	cases := map[string][]byte{
-		"magic":   rawHello(0xdeadbeef, WireVersion, 1, 2),
-		"version": rawHello(HelloMagic, WireVersion+1, 1, 2),
-		"to":      rawHello(HelloMagic, WireVersion, 1, 3),
-		"from0":   rawHello(HelloMagic, WireVersion, 0, 2),
+		"magic":   rawHello(0xdeadbeef, WireVersion, 0, 1, 2),
+		"version": rawHello(HelloMagic, WireVersion+1, 0, 1, 2),
+		"to":      rawHello(HelloMagic, WireVersion, 0, 1, 3),
+		"from0":   rawHello(HelloMagic, WireVersion, 0, 0, 2),
+		"flags":   rawHello(HelloMagic, WireVersion, 2, 1, 2),
 		"http":    []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-		"short":   rawHello(HelloMagic, WireVersion, 1, 2)[:4+helloSize-1],
+		"short":   rawHello(HelloMagic, WireVersion, 0, 1, 2)[:4+helloSize-1],
 	}
 	for name, hello := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -480,7 +481,7 @@ func TestBadHelloRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Write(append(rawHello(HelloMagic, WireVersion, 1, 2), valid...)); err != nil {
+	if _, err := c.Write(append(rawHello(HelloMagic, WireVersion, 0, 1, 2), valid...)); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, b, 1)
@@ -494,7 +495,7 @@ func TestInboundFrameTooLarge(t *testing.T) {
 	}
 	defer c.Close()
 	big := raftpb.Message{Type: raftpb.MsgApp, From: 1, To: 2, Entries: []raftpb.Entry{{Data: make([]byte, 2048)}}}
-	msg := append(rawHello(HelloMagic, WireVersion, 1, 2), frame(t, big)...)
+	msg := append(rawHello(HelloMagic, WireVersion, 0, 1, 2), frame(t, big)...)
 	if _, err := c.Write(msg); err != nil {
 		t.Fatal(err)
 	}
@@ -506,7 +507,7 @@ func TestInboundFrameTooLarge(t *testing.T) {
 	}
 	defer c2.Close()
 	// (The top bit is streamFlag, so 1<<30 is the largest plain length.)
-	hdr := binary.BigEndian.AppendUint32(rawHello(HelloMagic, WireVersion, 1, 2), 1<<30)
+	hdr := binary.BigEndian.AppendUint32(rawHello(HelloMagic, WireVersion, 0, 1, 2), 1<<30)
 	if _, err := c2.Write(hdr); err != nil {
 		t.Fatal(err)
 	}
@@ -517,7 +518,7 @@ func TestInboundFrameTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c3.Close()
-	hdr = binary.BigEndian.AppendUint32(rawHello(HelloMagic, WireVersion, 1, 2), streamFlag|1<<30)
+	hdr = binary.BigEndian.AppendUint32(rawHello(HelloMagic, WireVersion, 0, 1, 2), streamFlag|1<<30)
 	if _, err := c3.Write(hdr); err != nil {
 		t.Fatal(err)
 	}
@@ -965,6 +966,24 @@ func TestStreamedFrameWireFormat(t *testing.T) {
 		t.Fatalf("got %v, want the snapshot message", m.Type)
 	}
 	expect(t, b, 1)
+	// On a connection whose hello says it carries snapshots, each is answered with one byte
+	// once the Handler has it.
+	cs := dialRaw(t, b.Addr())
+	w = streamedBytes(t, 2, "0123456789")
+	binary.BigEndian.PutUint16(w[frameHeaderSize+6:], helloSnapshots)
+	w = binary.BigEndian.AppendUint32(w, crc32.Checksum([]byte("0123456789"), castagnoli))
+	if _, err := cs.Write(w); err != nil {
+		t.Fatal(err)
+	}
+	<-recv
+	_ = cs.SetReadDeadline(time.Now().Add(deadline))
+	var ack [1]byte
+	if _, err := io.ReadFull(cs, ack[:]); err != nil || ack[0] != ackDelivered {
+		t.Fatalf("snapshot connection answered %v, %v; want the byte %d", ack, err, ackDelivered)
+	}
+	if m := <-b.recv; m.Type != raftpb.MsgSnap {
+		t.Fatalf("got %v, want the snapshot message", m.Type)
+	}
 
 	// Without ReceiveSnapshot, a streamed snapshot closes the connection.
 	b2 := newNode(t, 3, nil)
@@ -1024,7 +1043,7 @@ func streamedBytes(t *testing.T, to uint64, data string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := rawHello(HelloMagic, WireVersion, 1, to)
+	w := rawHello(HelloMagic, WireVersion, 0, 1, to)
 	w = binary.BigEndian.AppendUint32(w, 1<<31|uint32(len(p)))
 	w = append(w, p...)
 	w = binary.BigEndian.AppendUint64(w, uint64(len(data)))
@@ -1117,4 +1136,58 @@ func TestSnapshotDoesNotHoldUpMessages(t *testing.T) {
 		break
 	}
 	waitConns(t, b, 1) // the snapshot's connection is closed once it is sent
+}
+
+// TestSnapshotReportedOnceDelivered: a snapshot is reported sent only once the receiver's
+// Handler has it (raft probes the follower right after the report, and the probe travels on
+// the other connection); one the receiver's Handler refuses is reported failed.
+func TestSnapshotReportedOnceDelivered(t *testing.T) {
+	for _, streamed := range []bool{true, false} {
+		t.Run(fmt.Sprintf("streamed=%v", streamed), func(t *testing.T) {
+			src := newSnapSource(bytes.Repeat([]byte("snapshot data "), 1000))
+			entered, release := make(chan struct{}, 1), make(chan struct{})
+			refuse := errors.New("raft stopped")
+			var calls atomic.Int32
+			a := newNode(t, 1, func(c *Config) { c.OpenSnapshot = src.open })
+			b := newNode(t, 2, func(c *Config) {
+				c.ReceiveSnapshot = receiveInto(make(chan received, 10), nil)
+				next := c.Handler
+				c.Handler = func(ctx context.Context, m raftpb.Message) error {
+					if m.Type != raftpb.MsgSnap {
+						return next(ctx, m)
+					}
+					if calls.Add(1) == 2 {
+						return refuse
+					}
+					entered <- struct{}{}
+					select {
+					case <-release:
+					case <-ctx.Done():
+					}
+					return next(ctx, m)
+				}
+			})
+			connect(a, b)
+			snap := streamedSnap(1, 2, 42)
+			if !streamed {
+				snap.Snapshot.Data = []byte("inline data")
+			}
+			a.Send([]raftpb.Message{snap})
+			select {
+			case <-entered:
+			case <-time.After(deadline):
+				t.Fatal("snapshot did not reach the receiver's Handler")
+			}
+			select {
+			case s := <-a.snapStatus:
+				t.Fatalf("snapshot reported %+v before the receiver's Handler took it", s)
+			case <-time.After(200 * time.Millisecond):
+			}
+			close(release)
+			waitSnapStatus(t, a, 2, false)
+
+			a.Send([]raftpb.Message{snap}) // the Handler refuses this one
+			waitSnapStatus(t, a, 2, true)
+		})
+	}
 }
