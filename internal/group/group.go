@@ -6,6 +6,7 @@ package group
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -66,6 +67,9 @@ type Config struct {
 	// queued batch already matches the previous one (see drain); 0 proposes every batch as soon
 	// as the previous one was handed to raft.
 	Window time.Duration
+	// MaxValueLen is the longest value APPEND builds (0: MaxValueLen). Every replica of a group
+	// must have the same, since each decides when it applies the write.
+	MaxValueLen int
 }
 
 // Group is one replica's view of the group state machine. It implements raftnode.StateMachine.
@@ -353,7 +357,11 @@ func (g *Group) execute(c *command) result {
 		if len(c.args) != 2 {
 			return result{err: errCorrupt}
 		}
-		return result{n: int64(t.Append(c.args[0], c.args[1]))}
+		n, ok := t.AppendWithin(c.args[0], c.args[1], cmp.Or(g.cfg.MaxValueLen, MaxValueLen))
+		if !ok {
+			return result{err: ErrTooLarge}
+		}
+		return result{n: int64(n)}
 	case opIncrBy:
 		if len(c.args) != 1 {
 			return result{err: errCorrupt}

@@ -270,3 +270,34 @@ func TestAtMostOnceBeyondPendingLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendLimit: APPEND refuses to grow a value past MaxValueLen, as Redis refuses past
+// proto-max-bulk-len, on every replica alike; the refusal is what a retry gets too.
+func TestAppendLimit(t *testing.T) {
+	l := &loopback{}
+	for range 2 {
+		g := New(Config{GroupID: 1, Table: table.New(), MaxValueLen: 8})
+		g.Bind(l)
+		l.groups = append(l.groups, g)
+	}
+	g := l.groups[0]
+	sctx := func(seq uint64) context.Context {
+		return WithSession(context.Background(), Session{ClientID: 3, Seq: seq})
+	}
+	if n, err := g.Append(sctx(1), []byte("k"), []byte("12345")); err != nil || n != 5 {
+		t.Fatalf("append = %d, %v", n, err)
+	}
+	for range 2 { // the write, then its retry
+		if _, err := g.Append(sctx(2), []byte("k"), []byte("6789")); !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("append past the limit: %v, want ErrTooLarge", err)
+		}
+	}
+	if n, err := g.Append(sctx(3), []byte("k"), []byte("678")); err != nil || n != 8 {
+		t.Fatalf("append up to the limit = %d, %v", n, err)
+	}
+	for i, gr := range l.groups {
+		if v, _, _ := gr.Get(context.Background(), []byte("k")); string(v) != "12345678" {
+			t.Fatalf("replica %d: %q", i, v)
+		}
+	}
+}

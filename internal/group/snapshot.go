@@ -41,7 +41,8 @@ const snapshotMagic = "SHOALSM3"
 const snapshotMagicV2 = "SHOALSM2"
 
 // error codes of results kept in at-most-once records, so they survive snapshots and hand-offs.
-var resultErrors = []error{nil, ErrNotInteger, ErrOverflow, ErrWrongGroup, ErrStale}
+// New errors go at the end: the codes are stored.
+var resultErrors = []error{nil, ErrNotInteger, ErrOverflow, ErrWrongGroup, ErrStale, ErrTooLarge}
 
 func errCode(err error) byte {
 	for i, e := range resultErrors {

@@ -9,11 +9,18 @@ var (
 	ErrNotInteger = errors.New("value is not an integer or out of range")
 	// ErrOverflow: INCRBY/DECRBY would overflow int64.
 	ErrOverflow = errors.New("increment or decrement would overflow")
+	// ErrTooLarge: APPEND would make the value longer than MaxValueLen.
+	ErrTooLarge = errors.New("string exceeds maximum allowed size (proto-max-bulk-len)")
 	// ErrNotLeader is returned when no leader is known and the request could not be placed.
 	ErrNotLeader = errors.New("no raft leader")
 	// ErrWrongGroup: the key's slot is not served by this group in its current configuration.
 	ErrWrongGroup = errors.New("slot not served by this group")
 )
+
+// MaxValueLen is the longest value APPEND builds: Redis's default proto-max-bulk-len (512 MiB),
+// which Redis's APPEND enforces too. It is a constant, not the server's configured limit, because
+// every replica must decide the same when it applies the write.
+const MaxValueLen = 512 << 20
 
 // SetArgs are the arguments of SET as the state machine needs them.
 type SetArgs struct {

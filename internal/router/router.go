@@ -227,6 +227,8 @@ func RemoteError(text string) error {
 		return group.ErrNotInteger
 	case strings.Contains(text, group.ErrOverflow.Error()):
 		return group.ErrOverflow
+	case strings.Contains(text, group.ErrTooLarge.Error()):
+		return group.ErrTooLarge
 	}
 	return errors.New(text)
 }

@@ -105,13 +105,14 @@ func TestLocateAndForward(t *testing.T) {
 
 func TestRemoteError(t *testing.T) {
 	cases := map[string]error{
-		"MOVED 1 a:1":                                 group.ErrWrongGroup,
-		"CLUSTERDOWN Hash slot not served":            group.ErrWrongGroup,
-		"TRYAGAIN slot is moving to this group":       group.ErrMoving,
-		"TRYAGAIN request timed out":                  group.ErrNotLeader,
-		"STALE sequence number already acknowledged":  group.ErrStale,
-		"ERR value is not an integer or out of range": group.ErrNotInteger,
-		"ERR increment or decrement would overflow":   group.ErrOverflow,
+		"MOVED 1 a:1":                                                  group.ErrWrongGroup,
+		"CLUSTERDOWN Hash slot not served":                             group.ErrWrongGroup,
+		"TRYAGAIN slot is moving to this group":                        group.ErrMoving,
+		"TRYAGAIN request timed out":                                   group.ErrNotLeader,
+		"STALE sequence number already acknowledged":                   group.ErrStale,
+		"ERR value is not an integer or out of range":                  group.ErrNotInteger,
+		"ERR increment or decrement would overflow":                    group.ErrOverflow,
+		"ERR string exceeds maximum allowed size (proto-max-bulk-len)": group.ErrTooLarge,
 	}
 	for text, want := range cases {
 		if err := RemoteError(text); !errors.Is(err, want) {

@@ -40,6 +40,8 @@ func backendError(err error) string {
 		return errNotInteger
 	case errors.Is(err, group.ErrOverflow):
 		return errOverflow
+	case errors.Is(err, group.ErrTooLarge):
+		return "ERR " + group.ErrTooLarge.Error()
 	case errors.Is(err, group.ErrWrongGroup):
 		// The configuration changed under the request; CLUSTERDOWN is Redis's own answer for
 		// "slot not served" and makes clients retry (and go-redis reload its slot map).

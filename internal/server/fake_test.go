@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"slices"
 	"strconv"
@@ -18,6 +19,8 @@ type fakeBackend struct {
 	m     map[string][]byte
 	fail  error
 	block bool
+	// maxValue, when set, stands in for group.MaxValueLen in APPEND.
+	maxValue int
 }
 
 func newFakeBackend() *fakeBackend { return &fakeBackend{m: map[string][]byte{}} }
@@ -123,6 +126,9 @@ func (f *fakeBackend) Append(ctx context.Context, key, val []byte) (int64, error
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	v := append(bytes.Clone(f.m[string(key)]), val...)
+	if len(v) > cmp.Or(f.maxValue, group.MaxValueLen) {
+		return 0, group.ErrTooLarge
+	}
 	f.m[string(key)] = v
 	return int64(len(v)), nil
 }

@@ -537,3 +537,16 @@ func TestGlobMatch(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendTooLarge: an APPEND that would pass the longest value gets Redis's error and changes
+// nothing.
+func TestAppendTooLarge(t *testing.T) {
+	e := startServer(t, nil)
+	e.be.mu.Lock()
+	e.be.maxValue = 8
+	e.be.mu.Unlock()
+	c := e.dial(t)
+	c.do(":5\r\n", "APPEND", "k", "12345")
+	c.do("-ERR string exceeds maximum allowed size (proto-max-bulk-len)\r\n", "APPEND", "k", "6789")
+	c.do("$5\r\n12345\r\n", "GET", "k")
+}

@@ -2,6 +2,7 @@ package table
 
 import (
 	"bytes"
+	"math"
 	"sync/atomic"
 	"unsafe"
 
@@ -131,12 +132,29 @@ func (t *Table) Delete(key []byte) bool {
 // returns the new length of the value. A value that outgrows its record is relocated; values
 // longer than 1 KiB get 25% headroom so that repeated appends copy linearly in total.
 func (t *Table) Append(key, suffix []byte) (newLen int) {
+	newLen, _ = t.AppendWithin(key, suffix, math.MaxInt)
+	return newLen
+}
+
+// AppendWithin is Append, unless the value would grow longer than limit: then nothing changes,
+// and it returns the value's current length (0 if absent) and false.
+func (t *Table) AppendWithin(key, suffix []byte, limit int) (newLen int, ok bool) {
 	slot, h := t.locate(key)
 	s := t.writer(slot)
 	s.lockWrite()
+	defer s.unlockWrite()
 	before := s.footprint()
-	s.reserve()
-	if p, _ := s.find(key, h); p >= 0 {
+	s.reserve() // before find: a compaction moves records
+	p, _ := s.find(key, h)
+	cur := 0
+	if p >= 0 {
+		_, cur, _ = recHeader(s.record(s.idx.off(p)))
+	}
+	if len(suffix) > limit-cur {
+		t.account(s, before) // reserve may have compacted
+		return cur, false
+	}
+	if p >= 0 {
 		newLen = s.appendTo(p, suffix)
 	} else {
 		s.insert(key, suffix, h)
@@ -144,8 +162,7 @@ func (t *Table) Append(key, suffix []byte) (newLen int) {
 	}
 	s.maybeCompact()
 	t.account(s, before)
-	s.unlockWrite()
-	return newLen
+	return newLen, true
 }
 
 // CompareAndSwap sets key to new if its current state matches: when oldPresent is true, key

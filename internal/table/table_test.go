@@ -633,3 +633,24 @@ func TestPoolCleanup(t *testing.T) {
 	}
 	t.Fatal("chunks of an unreachable table were not unmapped")
 }
+
+// TestAppendWithin: an append that would pass the limit changes nothing and reports the
+// current length; one that reaches it exactly is made.
+func TestAppendWithin(t *testing.T) {
+	tb := New()
+	if n, ok := tb.AppendWithin([]byte("k"), []byte("abcdef"), 5); ok || n != 0 || tb.Has([]byte("k")) {
+		t.Fatalf("append of 6 to an absent key within 5 = %d, %v; want 0, false and no key", n, ok)
+	}
+	if n, ok := tb.AppendWithin([]byte("k"), []byte("abc"), 5); !ok || n != 3 {
+		t.Fatalf("first append = %d, %v", n, ok)
+	}
+	if n, ok := tb.AppendWithin([]byte("k"), []byte("xyz"), 5); ok || n != 3 {
+		t.Fatalf("append past the limit = %d, %v; want 3, false", n, ok)
+	}
+	if n, ok := tb.AppendWithin([]byte("k"), []byte("de"), 5); !ok || n != 5 {
+		t.Fatalf("append up to the limit = %d, %v; want 5, true", n, ok)
+	}
+	if v, _ := tb.Get([]byte("k"), nil); string(v) != "abcde" {
+		t.Fatalf("value %q, want abcde", v)
+	}
+}
