@@ -72,15 +72,7 @@ var compatCommands = [][]string{
 // TestRepliesMatchRedis compares Shoal's replies with a real redis-server's, command by
 // command (scripts/install-test-deps.sh installs redis-server; without it the test is skipped).
 func TestRepliesMatchRedis(t *testing.T) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server not installed (scripts/install-test-deps.sh installs it)")
-	}
-	redis := startRedis(t, bin)
-	c := nodetest.NewCluster(t, 1, 1)
-	c.WaitSettled(c.JoinAll().Num)
-	shoal := c.Addrs()[0]
-
+	redis, shoal := redisAndShoal(t)
 	rc, sc := dialCompat(t, redis), dialCompat(t, shoal)
 	for _, args := range compatCommands {
 		want, got := rc.do(t, args), sc.do(t, args)
@@ -88,6 +80,20 @@ func TestRepliesMatchRedis(t *testing.T) {
 			t.Errorf("%q:\n  redis: %q\n  shoal: %q", args, want, got)
 		}
 	}
+}
+
+// redisAndShoal starts a redis-server and a one-node Shoal cluster serving every slot, and
+// returns their client addresses; without redis-server the test is skipped.
+func redisAndShoal(t *testing.T) (redis, shoal string) {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server not installed (scripts/install-test-deps.sh installs it)")
+	}
+	redis = startRedis(t, bin)
+	c := nodetest.NewCluster(t, 1, 1)
+	c.WaitSettled(c.JoinAll().Num)
+	return redis, c.Addrs()[0]
 }
 
 // startRedis runs a redis-server without persistence on a free port and stops it (by pid)
@@ -205,14 +211,7 @@ var compatRaw = []string{
 
 // TestRawProtocolMatchesRedis compares how Shoal and a real redis-server answer raw byte streams.
 func TestRawProtocolMatchesRedis(t *testing.T) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server not installed (scripts/install-test-deps.sh installs it)")
-	}
-	redis := startRedis(t, bin)
-	c := nodetest.NewCluster(t, 1, 1)
-	c.WaitSettled(c.JoinAll().Num)
-	shoal := c.Addrs()[0]
+	redis, shoal := redisAndShoal(t)
 	for _, in := range compatRaw {
 		want, got := rawExchange(t, redis, in), rawExchange(t, shoal, in)
 		if got != want {
