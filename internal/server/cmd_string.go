@@ -154,6 +154,53 @@ func cmdExists(c *conn, args [][]byte) {
 	c.intReply(n, err)
 }
 
+// cmdSetNX answers SETNX key value: 1 if it set the key, 0 if the key existed.
+func cmdSetNX(c *conn, args [][]byte) {
+	res, err := c.s.backend.Set(c.reqCtx(), group.SetArgs{Key: args[1], Val: args[2], NX: true})
+	var n int64
+	if res.Done {
+		n = 1
+	}
+	c.intReply(n, err)
+}
+
+// cmdGetSet answers GETSET key value (SET key value GET) with the previous value.
+func cmdGetSet(c *conn, args [][]byte) {
+	res, err := c.s.backend.Set(c.reqCtx(), group.SetArgs{Key: args[1], Val: args[2], Get: true})
+	writeSetReply(c, true, res, err)
+}
+
+// cmdStrLen answers STRLEN key: the value's length, 0 for a missing key.
+func cmdStrLen(c *conn, args [][]byte) {
+	val, _, err := c.getInto(args[1])
+	c.intReply(int64(len(val)), err)
+}
+
+// cmdType answers TYPE key: every value Shoal holds is a string.
+func cmdType(c *conn, args [][]byte) {
+	n, err := c.s.backend.Exists(c.reqCtx(), args[1:2])
+	switch {
+	case err != nil:
+		c.backendError(err)
+	case n > 0:
+		c.w.SimpleString("string")
+	default:
+		c.w.SimpleString("none")
+	}
+}
+
+// cmdTTL answers TTL and PTTL key: -1 for a key (Shoal keeps no expiry), -2 for a missing one,
+// as Redis answers both for keys without a time to live.
+func cmdTTL(c *conn, args [][]byte) {
+	n, err := c.s.backend.Exists(c.reqCtx(), args[1:2])
+	if n > 0 {
+		n = -1
+	} else {
+		n = -2
+	}
+	c.intReply(n, err)
+}
+
 // cmdAppend answers APPEND key value with the new length.
 func cmdAppend(c *conn, args [][]byte) {
 	n, err := c.s.backend.Append(c.reqCtx(), args[1], args[2])
