@@ -63,16 +63,23 @@ func (cs *clusterState) done() bool {
 // checkKeys verifies that this group serves the slots of every key now. Caller holds g.own.
 func (g *Group) checkKeys(keys [][]byte) error {
 	for _, k := range keys {
-		slot := keyspace.Slot(k)
-		switch g.cs.slots[slot] {
-		case slotServing, slotCleaning:
-		case slotPulling:
-			return ErrMoving
-		default:
-			return ErrWrongGroup
+		if err := g.checkSlot(keyspace.Slot(k)); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// checkSlot is checkKeys for one key's slot.
+func (g *Group) checkSlot(slot uint16) error {
+	switch g.cs.slots[slot] {
+	case slotServing, slotCleaning:
+		return nil
+	case slotPulling:
+		return ErrMoving
+	default:
+		return ErrWrongGroup
+	}
 }
 
 // applyConfig moves to the next configuration if the current one is done.

@@ -27,15 +27,21 @@ func (g *Group) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 // reads (a client connection) can reuse one buffer instead of allocating a copy per read.
 // When key is absent it returns false and the returned slice is not meaningful.
 func (g *Group) GetAppend(ctx context.Context, key, dst []byte) ([]byte, bool, error) {
+	return g.GetAppendSlot(ctx, key, keyspace.Slot(key), dst)
+}
+
+// GetAppendSlot is GetAppend for a caller that has computed key's slot (keyspace.Slot(key))
+// already, so that a GET hashes its key once on its way through the router.
+func (g *Group) GetAppendSlot(ctx context.Context, key []byte, slot uint16, dst []byte) ([]byte, bool, error) {
 	if err := g.barrier(ctx); err != nil {
 		return nil, false, err
 	}
 	g.own.RLock()
 	defer g.own.RUnlock()
-	if err := g.checkKeys([][]byte{key}); err != nil {
+	if err := g.checkSlot(slot); err != nil {
 		return nil, false, err
 	}
-	g.ops[keyspace.Slot(key)].Add(1)
+	g.ops[slot].Add(1)
 	v, ok := g.tab.Get(key, dst)
 	return v, ok, nil
 }

@@ -62,6 +62,7 @@ type Config struct {
 // Router routes requests. Its zero delegation map (standalone mode) sends everything local.
 type Router struct {
 	cfg     Config
+	slotGet slotGetter // cfg.Local, when it can read a key whose slot is known; else nil
 	latest  atomic.Pointer[controller.Config]
 	leaders atomic.Pointer[map[uint64]uint64] // other groups' raft leaders, as last learned
 }
@@ -88,7 +89,15 @@ func New(cfg Config) *Router {
 	if cfg.Refresh == nil {
 		cfg.Refresh = func() {}
 	}
-	return &Router{cfg: cfg}
+	r := &Router{cfg: cfg}
+	r.slotGet, _ = cfg.Local.(slotGetter)
+	return r
+}
+
+// slotGetter is implemented by a Local (the group) that can read a key whose slot the caller
+// has computed, so that a GET hashes its key once rather than once per layer.
+type slotGetter interface {
+	GetAppendSlot(ctx context.Context, key []byte, slot uint16, dst []byte) ([]byte, bool, error)
 }
 
 // SetConfig installs a newer configuration into the delegation map; older ones are ignored.
@@ -240,9 +249,14 @@ func (r *Router) Get(ctx context.Context, key []byte) (val []byte, ok bool, err 
 
 // GetAppend implements server.ValueAppender: Get, with the value appended to dst.
 func (r *Router) GetAppend(ctx context.Context, key, dst []byte) (val []byte, ok bool, err error) {
-	err = r.route(ctx, keyspace.Slot(key), func() error {
+	slot := keyspace.Slot(key)
+	err = r.route(ctx, slot, func() error {
 		var err error
-		val, ok, err = r.cfg.Local.GetAppend(ctx, key, dst)
+		if r.slotGet != nil {
+			val, ok, err = r.slotGet.GetAppendSlot(ctx, key, slot, dst)
+		} else {
+			val, ok, err = r.cfg.Local.GetAppend(ctx, key, dst)
+		}
 		return err
 	}, func(addr string) error {
 		v, err := r.forward(ctx, addr, []byte("GET"), key)
