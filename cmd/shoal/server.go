@@ -21,7 +21,7 @@ func runServer(ctx context.Context, args []string) error {
 	peers := fs.String("peers", "", "every replica of the group: id=clientaddr/peeraddr,... (this node included)")
 	tick := fs.Duration("tick", 100*time.Millisecond, "raft tick; the election timeout is 10 ticks")
 	snapEntries := fs.Uint64("snapshot-entries", 20000, "applied entries between snapshots")
-	proposeWindow := fs.Duration("propose-window", time.Millisecond, "while writes keep arriving concurrently, the shortest time between two raft proposals, so the writes arriving meanwhile share one log entry; the wait ends early once as many writes as the previous entry held are queued (0: none; a client writing alone is never delayed; groups of one replica never wait)")
+	proposeWindow := fs.Duration("propose-window", time.Millisecond, "while writes keep arriving concurrently, the shortest time between two raft proposals, so the writes arriving meanwhile share one log entry; the wait ends early once as many writes as the previous entry held are queued, and grows up to twice this with more than 16 writers waiting at once (0: none; a client writing alone is never delayed; groups of one replica never wait)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	ctl := fs.String("controller", "", "shard controller client addresses (comma-separated); empty: standalone group serving every slot")
 	peerListen := fs.String("peer-listen", "", "address to accept raft peer connections on, when it differs from this node's peer address in --peers (e.g. behind a proxy)")

@@ -351,3 +351,31 @@ func entrySizes(t *testing.T, l *loopback) []int {
 	}
 	return sizes
 }
+
+// TestScaledWindow: the window is Window up to windowWriters waiting writes, then grows in
+// proportion up to twice Window.
+func TestScaledWindow(t *testing.T) {
+	for waiters, want := range map[int]time.Duration{0: 1000, 1: 1000, windowWriters: 1000,
+		windowWriters * 3 / 2: 1500, 2 * windowWriters: 2000, 1000: 2000} {
+		if got := scaledWindow(1000, waiters); got != want {
+			t.Errorf("scaledWindow(1000, %d) = %v, want %v", waiters, got, want)
+		}
+	}
+}
+
+// TestWindowGrowsWithLoad: after a cycle with many writers waiting at once, a smaller batch waits
+// out twice the window, so a busy group builds bigger entries.
+func TestWindowGrowsWithLoad(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const window = 100 * time.Millisecond
+	n := 2 * windowWriters
+	l, g := windowGroup(t, ctx, window, n) // n+1 writes were waiting at once
+	awaitWrites(t, ctx, startWrites(t, ctx, g, earlyBatch))
+	if got, want := entrySizes(t, l), []int{1, n, earlyBatch}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("entries hold %v writes, want %v", got, want)
+	}
+	if gap := l.times[2].Sub(l.times[1]); gap < 2*window*3/4 {
+		t.Fatalf("a smaller batch after a busy cycle was proposed %v after the previous one, want about %v", gap, 2*window)
+	}
+}

@@ -64,8 +64,9 @@ type Config struct {
 	Table      *table.Table
 	Logger     *slog.Logger
 	// Window is the shortest time between two proposals while writes keep arriving, unless the
-	// queued batch already matches the previous one (see drain); 0 proposes every batch as soon
-	// as the previous one was handed to raft.
+	// queued batch already matches the previous one (see drain), doubled at most as more writers
+	// wait at once (scaledWindow); 0 proposes every batch as soon as the previous one was handed
+	// to raft.
 	Window time.Duration
 	// MaxValueLen is the longest value APPEND builds (0: MaxValueLen). Every replica of a group
 	// must have the same, since each decides when it applies the write.
