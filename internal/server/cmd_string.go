@@ -176,6 +176,39 @@ func cmdStrLen(c *conn, args [][]byte) {
 	c.intReply(int64(len(val)), err)
 }
 
+// cmdGetRange answers GETRANGE key start end: the bytes from start to end inclusive, negative
+// offsets counting from the end, clamped to the value, as Redis's getrangeCommand computes them.
+func cmdGetRange(c *conn, args [][]byte) {
+	start, ok1 := parseInt(args[2])
+	end, ok2 := parseInt(args[3])
+	if !ok1 || !ok2 {
+		c.w.Error(errNotInteger)
+		return
+	}
+	val, _, err := c.getInto(args[1])
+	if err != nil {
+		c.backendError(err)
+		return
+	}
+	n := int64(len(val))
+	if start < 0 && end < 0 && start > end {
+		c.w.Bulk(nil)
+		return
+	}
+	if start < 0 {
+		start = max(n+start, 0)
+	}
+	if end < 0 {
+		end = max(n+end, 0)
+	}
+	end = min(end, n-1)
+	if start > end || n == 0 {
+		c.w.Bulk(nil)
+		return
+	}
+	c.w.Bulk(val[start : end+1])
+}
+
 // cmdType answers TYPE key: every value Shoal holds is a string.
 func cmdType(c *conn, args [][]byte) {
 	n, err := c.s.backend.Exists(c.reqCtx(), args[1:2])
