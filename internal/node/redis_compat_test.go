@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-kv/shoal/internal/keyspace"
 	"github.com/shoal-kv/shoal/internal/node/nodetest"
 )
 
@@ -86,7 +88,7 @@ var compatCommands = [][]string{
 // TestRepliesMatchRedis compares Shoal's replies with a real redis-server's, command by
 // command (scripts/install-test-deps.sh installs redis-server; without it the test is skipped).
 func TestRepliesMatchRedis(t *testing.T) {
-	redis, shoal := redisAndShoal(t)
+	redis, shoal, _ := redisAndShoal(t, 1)
 	rc, sc := dialCompat(t, redis), dialCompat(t, shoal)
 	for _, args := range compatCommands {
 		want, got := rc.do(t, args), sc.do(t, args)
@@ -98,16 +100,16 @@ func TestRepliesMatchRedis(t *testing.T) {
 
 // redisAndShoal starts a redis-server and a one-node Shoal cluster serving every slot, and
 // returns their client addresses; without redis-server the test is skipped.
-func redisAndShoal(t *testing.T) (redis, shoal string) {
+func redisAndShoal(t *testing.T, groups int) (redis, shoal string, c *nodetest.Cluster) {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Skip("redis-server not installed (scripts/install-test-deps.sh installs it)")
 	}
 	redis = startRedis(t, bin)
-	c := nodetest.NewCluster(t, 1, 1)
+	c = nodetest.NewCluster(t, groups, 1)
 	c.WaitSettled(c.JoinAll().Num)
-	return redis, c.Addrs()[0]
+	return redis, c.GroupAddrs(1)[0], c
 }
 
 // startRedis runs a redis-server without persistence on a free port and stops it (by pid)
@@ -225,7 +227,7 @@ var compatRaw = []string{
 
 // TestRawProtocolMatchesRedis compares how Shoal and a real redis-server answer raw byte streams.
 func TestRawProtocolMatchesRedis(t *testing.T) {
-	redis, shoal := redisAndShoal(t)
+	redis, shoal, _ := redisAndShoal(t, 1)
 	for _, in := range compatRaw {
 		want, got := rawExchange(t, redis, in), rawExchange(t, shoal, in)
 		if got != want {
@@ -254,6 +256,37 @@ func rawExchange(t *testing.T, addr, in string) string {
 		out = append(out, buf[:n]...)
 		if err != nil {
 			return string(out)
+		}
+	}
+}
+
+// TestForwardedRepliesMatchRedis: the same commands, sent to one node of a cluster of two groups,
+// so that about half of them are forwarded to the other group (and multi-key ones split between
+// the two): forwarding must not change a reply. DBSIZE is left out: a node counts its own
+// group's keys, as a Redis Cluster node does.
+func TestForwardedRepliesMatchRedis(t *testing.T) {
+	redis, shoal, c := redisAndShoal(t, 2)
+	cfg, err := c.Ctrl.Query(context.Background(), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owned := map[uint64]int{}
+	for _, args := range compatCommands {
+		if len(args) > 1 {
+			owned[cfg.Owner(keyspace.SlotString(args[1]))]++
+		}
+	}
+	if owned[1] < 20 || owned[2] < 20 {
+		t.Fatalf("the commands' first arguments fall %d on group 1 and %d on group 2: too few forwarded", owned[1], owned[2])
+	}
+	rc, sc := dialCompat(t, redis), dialCompat(t, shoal)
+	for _, args := range compatCommands {
+		if strings.EqualFold(args[0], "DBSIZE") && len(args) == 1 {
+			continue
+		}
+		want, got := rc.do(t, args), sc.do(t, args)
+		if got != want {
+			t.Errorf("%q:\n  redis: %q\n  shoal: %q", args, want, got)
 		}
 	}
 }
