@@ -301,3 +301,40 @@ func TestAppendLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionsForgetLeastRecentClients: a slot keeps the records of at most maxClients clients,
+// forgetting those that wrote least recently: a client that keeps writing stays while many
+// short-lived ones come and go, and the records' order (which decides) survives a snapshot.
+func TestSessionsForgetLeastRecentClients(t *testing.T) {
+	var s slotSessions
+	const hot = 1
+	s.record(hot, 1, 0, result{n: 1})
+	for c := uint64(2); c < 3*maxClients; c++ {
+		s.record(c, 1, 0, result{n: int64(c)})
+		if c%100 == 0 {
+			s.record(hot, c, c-1, result{n: int64(c)})
+		}
+	}
+	if len(s.clients) != maxClients {
+		t.Fatalf("%d clients kept, want %d", len(s.clients), maxClients)
+	}
+	last := uint64(3*maxClients-1) / 100 * 100 // the hot client's last write
+	if r, ok := s.lookup(hot, last, 0); !ok || r.err != nil || r.n != int64(last) {
+		t.Fatalf("the client writing all along was forgotten: %+v, %v", r, ok)
+	}
+	if _, ok := s.lookup(2, 1, 0); ok {
+		t.Fatal("the oldest short-lived client is still remembered")
+	}
+	if r, ok := s.lookup(3*maxClients-1, 1, 0); !ok || r.n != 3*maxClients-1 {
+		t.Fatalf("the newest client was forgotten: %+v, %v", r, ok)
+	}
+	d, err := decodeSessions(encodeSessions(nil, &s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.record(9_999_999, 1, 0, result{})
+	d.record(9_999_999, 1, 0, result{})
+	if fmt.Sprint(d.clients) != fmt.Sprint(s.clients) {
+		t.Fatal("a restored slot evicted differently from the original")
+	}
+}

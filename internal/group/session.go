@@ -27,16 +27,33 @@ type seqResult struct {
 // learns only that the write's outcome is unknown).
 const maxPending = 64
 
+// maxClients bounds the clients whose records one slot keeps. Without it every client that ever
+// wrote to a slot would stay in its records for good: short-lived clients (each Go client has its
+// own session id) would grow memory, snapshots and the scan in find without end. The records are
+// kept roughly least recently used first (see record), and the least recent is forgotten when a
+// new client comes: a client forgotten while a write of its is in flight could have that write
+// executed twice by a retry, which takes more than maxClients other clients writing to the slot
+// between the write and its retry.
+const maxClients = 1024
+
 func (s *slotSessions) find(id uint64) *clientRecord {
+	if i := s.index(id); i >= 0 {
+		return &s.clients[i]
+	}
+	return nil
+}
+
+// index returns the position of id's record, or -1. s may be nil.
+func (s *slotSessions) index(id uint64) int {
 	if s == nil {
-		return nil
+		return -1
 	}
 	for i := range s.clients {
 		if s.clients[i].id == id {
-			return &s.clients[i]
+			return i
 		}
 	}
-	return nil
+	return -1
 }
 
 // lookup reports whether (id, seq) was executed before, and its result. s may be nil.
@@ -56,13 +73,30 @@ func (s *slotSessions) lookup(id, seq, acked uint64) (result, bool) {
 	return result{}, false
 }
 
-// record stores the result of (id, seq) and forgets results the client acknowledged.
+// record stores the result of (id, seq) and forgets results the client acknowledged. The order of
+// s.clients is how recently each client wrote, oldest first, roughly: a new client goes last,
+// evicting the first when the slot holds maxClients, and a client found in the older half moves
+// last (only there, so that a client writing often is moved once in a while, not at every write).
+// The order is the slice's, which snapshots and hand-offs carry, so every replica evicts alike.
 func (s *slotSessions) record(id, seq, acked uint64, res result) {
-	c := s.find(id)
-	if c == nil {
+	i := s.index(id)
+	switch {
+	case i < 0:
+		if n := len(s.clients) - maxClients + 1; n > 0 {
+			m := len(s.clients)
+			copy(s.clients, s.clients[n:])
+			clear(s.clients[m-n:]) // drop the evicted records' results
+			s.clients = s.clients[:m-n]
+		}
 		s.clients = append(s.clients, clientRecord{id: id})
-		c = &s.clients[len(s.clients)-1]
+		i = len(s.clients) - 1
+	case i < len(s.clients)/2:
+		moved := s.clients[i]
+		copy(s.clients[i:], s.clients[i+1:])
+		i = len(s.clients) - 1
+		s.clients[i] = moved
 	}
+	c := &s.clients[i]
 	if acked > c.acked {
 		c.acked = acked
 	}
