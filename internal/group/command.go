@@ -29,6 +29,10 @@ const (
 	setGet
 )
 
+// delGet on an opDel of one key is GETDEL: the result carries the value deleted. (A binary that
+// predates it ignores the flag and deletes alike, so replicas of mixed versions stay equal.)
+const delGet = setGet
+
 // command is one replicated write as it travels through the raft log. Encoding (little-endian):
 //
 //	op u8 | reqID u64 | clientID uvarint | seq uvarint | acked uvarint | flags u8 | delta varint |

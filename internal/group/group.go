@@ -347,6 +347,13 @@ func (g *Group) execute(c *command) result {
 		t.Set(key, val)
 		return result{val: old, ok: true, n: b2i(had)}
 	case opDel:
+		if c.flags&delGet != 0 && len(c.args) == 1 {
+			old, had := t.Get(c.args[0], nil)
+			if had {
+				t.Delete(c.args[0])
+			}
+			return result{val: old, n: b2i(had)}
+		}
 		var n int64
 		for _, k := range c.args {
 			if t.Delete(k) {

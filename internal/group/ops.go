@@ -100,6 +100,12 @@ func (g *Group) Del(ctx context.Context, keys [][]byte) (int64, error) {
 	return res.n, err
 }
 
+// GetDel deletes key and returns the value it held; ok is false when there was none.
+func (g *Group) GetDel(ctx context.Context, key []byte) (val []byte, ok bool, err error) {
+	res, err := g.propose(ctx, &command{op: opDel, flags: delGet, args: [][]byte{key}})
+	return res.val, res.n > 0, err
+}
+
 // Append appends val to key's value (creating it) and returns the new length.
 func (g *Group) Append(ctx context.Context, key, val []byte) (int64, error) {
 	res, err := g.propose(ctx, &command{op: opAppend, args: [][]byte{key, val}})

@@ -32,6 +32,7 @@ type Local interface {
 	Append(ctx context.Context, key, val []byte) (int64, error)
 	IncrBy(ctx context.Context, key []byte, delta int64) (int64, error)
 	MSet(ctx context.Context, kvs [][]byte) error
+	GetDel(ctx context.Context, key []byte) ([]byte, bool, error)
 	CompareAndSwap(ctx context.Context, key, old []byte, oldPresent bool, val []byte) (bool, error)
 	ScanRange(ctx context.Context, r keyspace.Range, cursor uint64, match []byte, count int) (uint64, [][]byte, error)
 	DBSize(ctx context.Context) (int64, error)
@@ -300,6 +301,20 @@ func (r *Router) Set(ctx context.Context, a group.SetArgs) (res group.SetResult,
 		return nil
 	})
 	return res, err
+}
+
+// GetDel implements server.Backend.
+func (r *Router) GetDel(ctx context.Context, key []byte) (val []byte, ok bool, err error) {
+	err = r.route(ctx, keyspace.Slot(key), func() error {
+		var err error
+		val, ok, err = r.cfg.Local.GetDel(ctx, key)
+		return err
+	}, func(addr string) error {
+		v, err := r.forward(ctx, addr, []byte("GETDEL"), key)
+		val, ok = v.Str, !v.Null
+		return err
+	})
+	return val, ok, err
 }
 
 // Append implements server.Backend.

@@ -18,6 +18,8 @@ type Backend interface {
 	Exists(ctx context.Context, keys [][]byte) (int64, error)
 	Set(ctx context.Context, a group.SetArgs) (group.SetResult, error)
 	Del(ctx context.Context, keys [][]byte) (int64, error)
+	// GetDel deletes key and returns the value it held (ok false when absent).
+	GetDel(ctx context.Context, key []byte) (val []byte, ok bool, err error)
 	Append(ctx context.Context, key, val []byte) (newLen int64, err error)
 	IncrBy(ctx context.Context, key []byte, delta int64) (int64, error)
 	// MSet sets key/value pairs given as alternating elements.

@@ -170,6 +170,19 @@ func cmdGetSet(c *conn, args [][]byte) {
 	writeSetReply(c, true, res, err)
 }
 
+// cmdGetDel answers GETDEL key: the value, deleted, or nil.
+func cmdGetDel(c *conn, args [][]byte) {
+	val, ok, err := c.s.backend.GetDel(c.reqCtx(), args[1])
+	switch {
+	case err != nil:
+		c.backendError(err)
+	case !ok:
+		c.w.Null()
+	default:
+		c.w.Bulk(val)
+	}
+}
+
 // cmdStrLen answers STRLEN key: the value's length, 0 for a missing key.
 func cmdStrLen(c *conn, args [][]byte) {
 	val, _, err := c.getInto(args[1])

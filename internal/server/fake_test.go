@@ -133,6 +133,17 @@ func (f *fakeBackend) Append(ctx context.Context, key, val []byte) (int64, error
 	return int64(len(v)), nil
 }
 
+func (f *fakeBackend) GetDel(ctx context.Context, key []byte) ([]byte, bool, error) {
+	if err := f.check(ctx); err != nil {
+		return nil, false, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, ok := f.m[string(key)]
+	delete(f.m, string(key))
+	return v, ok, nil
+}
+
 func (f *fakeBackend) IncrBy(ctx context.Context, key []byte, delta int64) (int64, error) {
 	if err := f.check(ctx); err != nil {
 		return 0, err

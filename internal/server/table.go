@@ -111,6 +111,8 @@ func init() {
 			keySpecs: one("OW", "insert"), run: cmdSetNX},
 		{name: "getset", arity: 3, flags: wDenyFast, firstKey: 1, lastKey: 1, step: 1, acl: aclWStrF,
 			keySpecs: one("RW", "access", "update"), run: cmdGetSet},
+		{name: "getdel", arity: 2, flags: []string{"write", "fast"}, firstKey: 1, lastKey: 1, step: 1,
+			acl: aclWStrF, keySpecs: one("RW", "access", "delete"), run: cmdGetDel},
 		{name: "getrange", arity: 4, flags: []string{"readonly"}, firstKey: 1, lastKey: 1, step: 1,
 			acl: []string{"@read", "@string", "@slow"}, keySpecs: one("RO", "access"), run: cmdGetRange},
 		{name: "strlen", arity: 2, flags: roFast, firstKey: 1, lastKey: 1, step: 1, acl: aclReadStr,
