@@ -505,24 +505,8 @@ func TestNodeKilled(t *testing.T) {
 // TestAtMostOnce drops the reply to an APPEND after the server executed it; the client retries
 // on a new connection with the same session sequence number and the text is appended once.
 func TestAtMostOnce(t *testing.T) {
-	ps, dial, err := proxies(shared)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for _, p := range ps {
-			p.close()
-		}
-	}()
 	ctx := testCtx(t)
-	cl, err := client.New(ctx, client.Options{Seeds: shared.seeds(), Dialer: dial, Sessions: client.SessionsRequired})
-	if errors.Is(err, client.ErrSessionsUnsupported) {
-		t.Skip("server does not implement SHOAL.AT yet (COMMAND INFO SHOAL.AT is null)")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	ps, cl := viaProxies(t, ctx, client.Options{})
 	key := uniq(t) + "log"
 	if err := cl.Put(ctx, key, []byte("start;")); err != nil {
 		t.Fatal(err)
@@ -559,4 +543,68 @@ func TestNewErrors(t *testing.T) {
 	if _, err := client.New(ctx, client.Options{Seeds: []string{"127.0.0.1:1"}, DialTimeout: 100 * time.Millisecond}); err == nil {
 		t.Fatal("New against a closed port succeeded")
 	}
+}
+
+// TestBulkWritesBeyondRecords: a PutMany of more keys sharing a hash tag than the server keeps
+// at-most-once records for per client and slot, whose first reply is lost with its connection:
+// every pair is still written, none refused as stale (sent all at once, the other connection's
+// writes made the server forget the lost ones' records and refuse their retries).
+func TestBulkWritesBeyondRecords(t *testing.T) {
+	ctx := testCtx(t)
+	ps, cl := viaProxies(t, ctx, client.Options{PoolSize: 2})
+	tag := "{" + uniq(t) + "}"
+	kvs := make([]client.KV, 200)
+	for i := range kvs {
+		kvs[i] = client.KV{Key: fmt.Sprintf("%s:%d", tag, i), Value: []byte(fmt.Sprint(i))}
+	}
+	first := kvs[0].Key
+	for _, p := range ps {
+		p.dropKey.Store(&first)
+	}
+	if err := cl.PutMany(ctx, kvs); err != nil {
+		t.Fatalf("PutMany: %v", err)
+	}
+	dropped := int32(0)
+	for _, p := range ps {
+		dropped += p.dropped.Load()
+	}
+	if dropped == 0 { // each node's proxy drops once: a retry through another node may lose one too
+		t.Fatal("the proxies dropped no reply")
+	}
+	keys := make([]string, len(kvs))
+	for i, kv := range kvs {
+		keys[i] = kv.Key
+	}
+	items, err := cl.GetMany(ctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, it := range items {
+		if !it.Found || string(it.Value) != fmt.Sprint(i) {
+			t.Fatalf("%s = %q (found %v), want %d", keys[i], it.Value, it.Found, i)
+		}
+	}
+}
+
+// viaProxies starts a proxy in front of every node of the shared cluster and returns them with
+// a client that requires sessions and reaches the nodes through them (opts adds its settings);
+// both are closed when the test ends.
+func viaProxies(t *testing.T, ctx context.Context, opts client.Options) (map[string]*proxy, *client.Client) {
+	t.Helper()
+	ps, dial, err := proxies(shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, p := range ps {
+			p.close()
+		}
+	})
+	opts.Seeds, opts.Dialer, opts.Sessions = shared.seeds(), dial, client.SessionsRequired
+	cl, err := client.New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return ps, cl
 }

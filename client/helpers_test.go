@@ -150,7 +150,8 @@ func exampleCluster() (seeds []string, stop func()) {
 type proxy struct {
 	ln         net.Listener
 	target     string
-	dropAppend atomic.Int32 // APPEND replies still to drop
+	dropAppend atomic.Int32           // APPEND replies still to drop
+	dropKey    atomic.Pointer[string] // drop, once, the reply to a session write (SHOAL.AT) of this key
 	dropped    atomic.Int32
 	delay      atomic.Int64 // nanoseconds added before every reply to a keyed command
 	mu         sync.Mutex
@@ -216,6 +217,11 @@ func (p *proxy) serve(cc, sc net.Conn) {
 		v, err := srd.ReadValue()
 		if err != nil {
 			return
+		}
+		if k := p.dropKey.Load(); k != nil && name == "SHOAL.AT" && len(args) > 5 && string(args[5]) == *k &&
+			p.dropKey.CompareAndSwap(k, nil) {
+			p.dropped.Add(1)
+			return // executed, unanswered, and the connection with the rest of the pipeline gone
 		}
 		if isAppend && p.dropAppend.Load() > 0 {
 			p.dropAppend.Add(-1)
