@@ -69,7 +69,7 @@ func (t *Transport) readFrames(c net.Conn, debug func(string, ...any)) error {
 	br := bufio.NewReaderSize(c, readBufSize)
 
 	// A connection that never identifies itself must not hold a goroutine forever.
-	_ = c.SetReadDeadline(time.Now().Add(helloTimeout))
+	_ = c.SetReadDeadline(time.Now().Add(t.cfg.HelloTimeout))
 	h, err := readHello(br)
 	if err != nil {
 		return fmt.Errorf("reject connection: %w", err)

@@ -473,6 +473,11 @@ func (p *peer) dial(ctx context.Context, l *link, snapshots bool) error {
 	}
 	go readAcks(c, l.acks, dead) // owned by the writer: closeLink closes c and waits for it
 	_, _ = l.bw.Write(appendHello(l.bw.AvailableBuffer(), h))
+	if snapshots {
+		// Sent now, not with the first frame: opening a snapshot checksums its whole file first,
+		// which can outlast the receiver's hello deadline (after the hello it waits freely).
+		return p.flush(l)
+	}
 	return nil
 }
 

@@ -61,8 +61,8 @@ const (
 	// DefaultWriteTimeout bounds a stalled write; without it a peer that stops reading (or a
 	// silently partitioned link) would block its writer until TCP gives up, many minutes later.
 	DefaultWriteTimeout = 10 * time.Second
-	// helloTimeout bounds how long an accepted connection may take to identify itself.
-	helloTimeout = 10 * time.Second
+	// DefaultHelloTimeout bounds how long an accepted connection may take to identify itself.
+	DefaultHelloTimeout = 10 * time.Second
 )
 
 // ErrClosed is returned by Start on a Transport that has been closed.
@@ -132,6 +132,9 @@ type Config struct {
 	// WriteTimeout bounds writing one frame, plus 100ms per MiB so large snapshots are not cut
 	// off on slow links (default DefaultWriteTimeout).
 	WriteTimeout time.Duration
+	// HelloTimeout bounds how long an accepted connection may take to send its hello (default
+	// DefaultHelloTimeout).
+	HelloTimeout time.Duration
 }
 
 // Transport sends and receives raft messages for one raft node. It is safe for concurrent use.
@@ -164,7 +167,7 @@ func New(cfg Config) (*Transport, error) {
 		return nil, errors.New("transport: Config.Handler is required")
 	}
 	if cfg.QueueSize < 0 || cfg.DialTimeout < 0 || cfg.MaxFrameSize < 0 || cfg.MinBackoff < 0 ||
-		cfg.MaxBackoff < 0 || cfg.WriteTimeout < 0 {
+		cfg.MaxBackoff < 0 || cfg.WriteTimeout < 0 || cfg.HelloTimeout < 0 {
 		return nil, errors.New("transport: negative size or duration in Config")
 	}
 	if cfg.MaxFrameSize > MaxFrameSizeLimit {
@@ -188,6 +191,9 @@ func New(cfg Config) (*Transport, error) {
 	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.HelloTimeout == 0 {
+		cfg.HelloTimeout = DefaultHelloTimeout
 	}
 	if cfg.Unreachable == nil {
 		cfg.Unreachable = func(uint64) {}

@@ -1191,3 +1191,25 @@ func TestSnapshotReportedOnceDelivered(t *testing.T) {
 		})
 	}
 }
+
+// TestSlowSnapshotOpenKeepsConnection: opening a snapshot (which checksums its whole file) may take
+// longer than the receiver allows a new connection to identify itself: the snapshot connection's
+// hello goes out before the open, so the transfer still succeeds.
+func TestSlowSnapshotOpenKeepsConnection(t *testing.T) {
+	const hello = 300 * time.Millisecond
+	src := newSnapSource([]byte("snapshot data"))
+	recv := make(chan received, 10)
+	a := newNode(t, 1, func(c *Config) {
+		c.OpenSnapshot = func(md raftpb.SnapshotMetadata) (io.ReadCloser, int64, error) {
+			time.Sleep(2 * hello)
+			return src.open(md)
+		}
+	})
+	b := newNode(t, 2, func(c *Config) { c.ReceiveSnapshot, c.HelloTimeout = receiveInto(recv, nil), hello })
+	connect(a, b)
+	a.Send([]raftpb.Message{streamedSnap(1, 2, 42)})
+	waitSnapStatus(t, a, 2, false)
+	if r := <-recv; r.err != nil || string(r.data) != "snapshot data" {
+		t.Fatalf("received %q, %v", r.data, r.err)
+	}
+}
