@@ -585,9 +585,9 @@ func (c *Client) run(ctx context.Context, ops []op, vals []resp.Value, errs []er
 	}
 }
 
-// maxSlotWrites is how many unacknowledged writes of one client the server keeps at-most-once
-// records for per slot (internal/group's maxPending): one more, and it forgets the lowest, whose
-// retry is then refused as stale even if it never executed.
+// maxSlotWrites is how many unacknowledged writes of one client the server keeps whole
+// at-most-once results for per slot (internal/group's maxPending): past it, a retry of the lowest
+// is refused as stale (its answer is gone) rather than answered.
 const maxSlotWrites = 64
 
 // holdBack keeps a bulk call from having more than maxSlotWrites writes to one slot that the

@@ -338,3 +338,31 @@ func TestSessionsForgetLeastRecentClients(t *testing.T) {
 		t.Fatal("a restored slot evicted differently from the original")
 	}
 }
+
+// TestLateWriteRunsPastPendingResults: past maxPending results a client's lowest are reduced to
+// the fact that they ran, so a lower seq that has not run yet (applied late, through another
+// connection) still runs; only past maxRecords records is the horizon raised over it.
+func TestLateWriteRunsPastPendingResults(t *testing.T) {
+	var s slotSessions
+	for seq := uint64(2); seq <= maxPending+2; seq++ {
+		s.record(7, seq, 0, result{n: int64(seq)})
+	}
+	if _, ok := s.lookup(7, 1, 0); ok {
+		t.Fatal("seq 1, which never ran, would be refused")
+	}
+	if r, ok := s.lookup(7, 2, 0); !ok || !errors.Is(r.err, ErrStale) {
+		t.Fatalf("seq 2's reduced record: %+v, %v; want ErrStale", r, ok)
+	}
+	if r, ok := s.lookup(7, maxPending+2, 0); !ok || r.err != nil || r.n != maxPending+2 {
+		t.Fatalf("the newest result: %+v, %v", r, ok)
+	}
+	for seq := uint64(maxPending + 3); seq <= maxRecords+2; seq++ {
+		s.record(7, seq, 0, result{n: int64(seq)})
+	}
+	if r, ok := s.lookup(7, 1, 0); !ok || !errors.Is(r.err, ErrStale) {
+		t.Fatalf("past maxRecords, seq 1: %+v, %v; want refused", r, ok)
+	}
+	if got := len(s.clients[0].results); got != maxRecords {
+		t.Fatalf("%d records kept, want %d", got, maxRecords)
+	}
+}

@@ -20,12 +20,18 @@ type seqResult struct {
 	res result
 }
 
-// maxPending bounds the unacknowledged results kept per client and slot. A client with more
-// writes in flight to one slot than this (a pipelined bulk write to keys sharing a hash tag, say)
-// loses the record of its lowest seq, and that seq then counts as acknowledged: a retry of it is
-// refused as stale instead of executing a second time (at most once holds; the retry's caller
-// learns only that the write's outcome is unknown).
+// maxPending bounds the unacknowledged results kept whole per client and slot. A client with
+// more writes in flight to one slot than this (a pipelined bulk write to keys sharing a hash
+// tag, or many goroutines sharing a client, say) has its lowest results reduced to the fact that
+// they ran: a retry of one is refused as stale (it ran; its answer is gone) instead of executing
+// a second time, while a lower seq that has not run yet still runs. Past maxRecords records in
+// all, the lowest is forgotten and the client's horizon raised to it: from then on a lower seq
+// is refused even if it never ran (at most once holds; its caller learns only that the write's
+// outcome is unknown).
 const maxPending = 64
+
+// maxRecords bounds all records (whole or reduced) per client and slot: see maxPending.
+const maxRecords = 4 * maxPending
 
 // maxClients bounds the clients whose records one slot keeps. Without it every client that ever
 // wrote to a slot would stay in its records for good: short-lived clients (each Go client has its
@@ -101,12 +107,28 @@ func (s *slotSessions) record(id, seq, acked uint64, res result) {
 		c.acked = acked
 	}
 	kept := c.results[:0]
+	whole := 0
 	for _, r := range c.results {
 		if r.seq > c.acked {
 			kept = append(kept, r)
+			if r.res.err != ErrStale {
+				whole++
+			}
 		}
 	}
-	if len(kept) >= maxPending {
+	kept = append(kept, seqResult{seq: seq, res: res})
+	if whole++; whole > maxPending {
+		// The lowest whole result keeps only that it ran. (ErrStale marks such a record: a
+		// write refused as stale is answered from lookup and never recorded.)
+		low := -1
+		for i := range kept {
+			if kept[i].res.err != ErrStale && (low < 0 || kept[i].seq < kept[low].seq) {
+				low = i
+			}
+		}
+		kept[low].res = result{err: ErrStale}
+	}
+	if len(kept) > maxRecords {
 		low := 0
 		for i := range kept {
 			if kept[i].seq < kept[low].seq {
@@ -116,7 +138,7 @@ func (s *slotSessions) record(id, seq, acked uint64, res result) {
 		c.acked = kept[low].seq
 		kept = append(kept[:low], kept[low+1:]...)
 	}
-	c.results = append(kept, seqResult{seq: seq, res: res})
+	c.results = kept
 }
 
 // encodeSessions appends one slot's records: nclients, then per client id, acked, nresults and
