@@ -431,6 +431,9 @@ func (c *Client) run(ctx context.Context, ops []op, vals []resp.Value, errs []er
 		}
 		if attempt > 0 && c.opts.MaxRetries >= 0 && attempt > c.opts.MaxRetries {
 			for _, i := range todo {
+				if errs[i] == nil { // a write held back (holdBack), never sent
+					errs[i] = errHeldBack
+				}
 				errs[i] = fmt.Errorf("shoal: %s %q: gave up after %d attempts: %w", ops[i].args[0], ops[i].key, attempt, errs[i])
 			}
 			return
@@ -589,6 +592,10 @@ func (c *Client) run(ctx context.Context, ops []op, vals []resp.Value, errs []er
 // at-most-once results for per slot (internal/group's maxPending): past it, a retry of the lowest
 // is refused as stale (its answer is gone) rather than answered.
 const maxSlotWrites = 64
+
+// errHeldBack is the cause given for a write of a bulk call that was never sent: the call ran out
+// of retries for others first, while this one waited its turn (see holdBack).
+var errHeldBack = errors.New("not sent: held back behind writes to the same slot that kept failing")
 
 // holdBack keeps a bulk call from having more than maxSlotWrites writes to one slot that the
 // server may hold records for: a PutMany of many keys sharing a hash tag is sent in rounds, and
