@@ -52,6 +52,8 @@ type Config struct {
 	// (20-30% fewer SETs measured with a 1 ms window).
 	ProposeWindow time.Duration
 	WrapPeerConn  func(net.Conn) net.Conn
+	// BeforeWALSync runs before every WAL fdatasync (fault injection in tests: a slow disk).
+	BeforeWALSync func()
 	// Controller lists the shard controller's client addresses. Without it the group is
 	// standalone and serves every slot.
 	Controller []string
@@ -152,7 +154,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.raft, err = raftnode.New(raftnode.Config{
 		ID: cfg.ID, Peers: peers, ListenAddr: cfg.PeerListen, Dir: cfg.Dir,
 		TickInterval: cfg.TickInterval, SnapshotEntries: cfg.SnapshotEntries,
-		WrapConn: cfg.WrapPeerConn, Logger: cfg.Logger, PeerTLS: cfg.PeerTLS,
+		WrapConn: cfg.WrapPeerConn, Logger: cfg.Logger, PeerTLS: cfg.PeerTLS, BeforeWALSync: cfg.BeforeWALSync,
 	}, n.group)
 	if err != nil {
 		return nil, err

@@ -157,7 +157,20 @@ func TestLinearizableDuringReconfiguration(t *testing.T) {
 	defer cancel()
 	cfg := c.Join(1)
 	c.WaitSettled(cfg.Num)
-	addrs := c.Addrs()
+	checkLinearizable(t, ctx, c.Addrs(), func(*linearize.Recorder) {
+		for _, change := range []func(){func() { c.Join(2) }, func() { c.Join(3) }, func() { c.Leave(1) }, func() { c.Join(1) }, func() { c.Leave(2) }} {
+			time.Sleep(700 * time.Millisecond)
+			change()
+		}
+		time.Sleep(time.Second)
+	})
+}
+
+// checkLinearizable runs 5 clients doing GET/SET/APPEND through random nodes of addrs while
+// during runs (faults, reconfigurations), then checks the history with porcupine. It requires
+// 100 operations with a known outcome and returns the history.
+func checkLinearizable(t *testing.T, ctx context.Context, addrs []string, during func(rec *linearize.Recorder)) []porcupine.Operation {
+	t.Helper()
 	rec := linearize.NewRecorder()
 	// Enough keys that porcupine's per-key search stays short (see TestLinearizableUnderLeaderKill).
 	keys := []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "{a}x"}
@@ -172,11 +185,7 @@ func TestLinearizableDuringReconfiguration(t *testing.T) {
 	for client := range 5 {
 		wg.Go(func() { linearize.RunClient(ctx, rec, client, 11, keys, stores, stop) })
 	}
-	for _, change := range []func(){func() { c.Join(2) }, func() { c.Join(3) }, func() { c.Leave(1) }, func() { c.Join(1) }, func() { c.Leave(2) }} {
-		time.Sleep(700 * time.Millisecond)
-		change()
-	}
-	time.Sleep(time.Second)
+	during(rec)
 	close(stop)
 	wg.Wait()
 	ops := rec.Operations()
@@ -200,6 +209,7 @@ func TestLinearizableDuringReconfiguration(t *testing.T) {
 	if res != porcupine.Ok {
 		t.Fatalf("history not linearizable (%v); visualisation at %s", res, viz)
 	}
+	return ops
 }
 
 // TestSnapshotsAndFullRestart: with small snapshot intervals, shards move back and forth, then

@@ -83,7 +83,10 @@ type Config struct {
 	CatchUpBytes uint64
 	// WrapConn optionally wraps peer connections (fault injection in tests).
 	WrapConn func(net.Conn) net.Conn
-	Logger   *slog.Logger
+	// BeforeWALSync optionally runs before every WAL fdatasync (fault injection in tests: a
+	// slow or stalling disk).
+	BeforeWALSync func()
+	Logger        *slog.Logger
 	// PeerTLS, when set, secures peer links with mutual TLS (see transport.Config.TLS).
 	PeerTLS *tls.Config
 	// NoLeaseReads makes every ReadBarrier run a read index round (a heartbeat quorum) instead
@@ -199,7 +202,7 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
 	n.storage = &storage{MemoryStorage: raft.NewMemoryStorage()}
-	if n.wal, err = wal.OpenWithOptions(filepath.Join(cfg.Dir, "wal"), wal.Options{Logger: n.log, Preallocate: walPreallocate}); err != nil {
+	if n.wal, err = wal.OpenWithOptions(filepath.Join(cfg.Dir, "wal"), wal.Options{Logger: n.log, Preallocate: walPreallocate, BeforeSync: cfg.BeforeWALSync}); err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
 	st, err := n.wal.ReadAll()
