@@ -22,7 +22,7 @@ func runCheck(ctx context.Context, args []string) error {
 	clients := fs.Int("clients", 5, "concurrent clients, each with its own session")
 	keys := fs.Int("keys", 5, "keys the clients share at a time")
 	keyEpoch := fs.Duration("key-epoch", 30*time.Second, "how long clients use one set of keys before moving to fresh ones (bounds each key's history for the checker)")
-	faults := fs.String("faults", "kill,pause,partition,move", "fault kinds to inject (comma-separated; empty: none); with --nodes the default is pause,move")
+	faults := fs.String("faults", "kill,pause,partition,disk,move", "fault kinds to inject (comma-separated; empty: none); with --nodes the default is pause,move")
 	seed := fs.Uint64("seed", 0, "seed of the workload's and the nemesis's random choices (0: from the clock)")
 	nodes := fs.String("nodes", "", "nodes.json of a running cluster (shoal demo) to check instead of starting one; allows pause,move only")
 	groups := fs.Int("groups", 2, "replica groups of the cluster the checker starts")

@@ -13,7 +13,7 @@ import (
 
 // hiddenFlags names flags that parse like any other but are left out of -h: developer tools,
 // not operator settings.
-var hiddenFlags = map[string]bool{"pprof": true}
+var hiddenFlags = map[string]bool{"pprof": true, "fault-injection": true}
 
 // hideFlags makes fs's usage message skip the hidden flags.
 func hideFlags(fs *flag.FlagSet) {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/shoal-kv/shoal/internal/check"
 	"github.com/shoal-kv/shoal/internal/node"
 	"github.com/shoal-kv/shoal/internal/server"
 )
@@ -33,6 +35,7 @@ func runServer(ctx context.Context, args []string) error {
 	var idle seconds
 	fs.Var(&idle, "timeout", "close client connections idle this long, in seconds or as a duration (0: never), as Redis's timeout")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address (developers only)")
+	faultInjection := fs.Bool("fault-injection", false, "developers only: delay every WAL fsync by the duration written in DIR/"+check.DiskFaultFile+" (shoal check --faults disk)")
 	hideFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -62,6 +65,12 @@ func runServer(ctx context.Context, args []string) error {
 		defer stop()
 		logger.Info("pprof", "addr", addr)
 	}
+	var beforeSync func()
+	if *faultInjection {
+		df := watchDiskFault(ctx, filepath.Join(*dir, check.DiskFaultFile), logger)
+		defer df.close()
+		beforeSync = df.beforeSync
+	}
 	n, err := node.Start(ctx, node.Config{
 		ID: *id, GroupID: *groupID, Dir: *dir, Members: members, PeerListen: *peerListen,
 		TickInterval: *tick, SnapshotEntries: *snapEntries, ProposeWindow: *proposeWindow, Logger: logger,
@@ -70,6 +79,7 @@ func runServer(ctx context.Context, args []string) error {
 		Auth:          a.Store, InternalUser: a.Username, InternalPassword: a.Password,
 		ClientTLS: security.serverTLS(), PeerTLS: security.peerTLS(), DialTLS: security.dialTLS(),
 		MaxMemory: int64(maxMemory), MaxClients: *maxClients, IdleTimeout: time.Duration(idle),
+		BeforeWALSync: beforeSync,
 	})
 	if err != nil {
 		return err

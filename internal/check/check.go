@@ -89,7 +89,7 @@ func (c *Config) fill() error {
 		if !slices.Contains(AllFaults(), f) {
 			return fmt.Errorf("check: unknown fault kind %q (known: %s)", f, strings.Join(AllFaults(), ","))
 		}
-		if c.Nodes != "" && (f == FaultKill || f == FaultPartition) {
+		if c.Nodes != "" && (f == FaultKill || f == FaultPartition || f == FaultDisk) {
 			return fmt.Errorf("check: fault %q needs a cluster the checker starts (restarting processes it does not own, "+
 				"or proxying peer links it did not set up, is not possible): use --faults pause,move with --nodes", f)
 		}
@@ -158,8 +158,9 @@ func (r Result) Summary() string {
 	case porcupine.Unknown:
 		lin = "unknown" // the checker timed out: treated as a failure
 	}
-	return fmt.Sprintf("ops ok=%d failed=%d unknown=%d faults=kill:%d pause:%d partition:%d move:%d lost=%d linearizable=%s",
-		r.OK, r.Failed, r.Unknown, r.Faults.Kill, r.Faults.Pause, r.Faults.Partition, r.Faults.Move, r.Lost, lin)
+	f := r.Faults
+	return fmt.Sprintf("ops ok=%d failed=%d unknown=%d faults=kill:%d pause:%d partition:%d disk:%d move:%d lost=%d linearizable=%s",
+		r.OK, r.Failed, r.Unknown, f.Kill, f.Pause, f.Partition, f.Disk, f.Move, r.Lost, lin)
 }
 
 // Run runs one check: it starts (or loads) the cluster, runs the workload and the nemesis for

@@ -44,7 +44,7 @@ func TestCheckShort(t *testing.T) {
 		t.Errorf("only %d operations completed", res.OK)
 	}
 	f := res.Faults
-	if f.Kill == 0 || f.Pause == 0 || f.Partition == 0 || f.Move == 0 {
+	if f.Kill == 0 || f.Pause == 0 || f.Partition == 0 || f.Disk == 0 || f.Move == 0 {
 		t.Errorf("not every fault kind was injected: %+v", f)
 	}
 }

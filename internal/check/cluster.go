@@ -119,11 +119,15 @@ func startCluster(ctx context.Context, cfg *Config, proxied bool) (c *cluster, e
 // startProcesses describes a fresh cluster in dir, starts the proxies (when proxied) and then
 // every process.
 func startProcesses(dir, exe string, cfg *Config, proxied bool) (*cluster, error) {
+	var serverArgs []string
+	if slices.Contains(cfg.Faults, FaultDisk) {
+		serverArgs = []string{"--fault-injection"} // servers watch DiskFaultFile
+	}
 	h, err := harness.NewCluster(harness.ClusterOptions{
 		Exe: exe, Dir: dir, Groups: cfg.Groups, Replicas: cfg.Replicas, Controllers: cfg.Controllers,
 		// Frequent snapshots so that kills exercise recovery from snapshot plus WAL, and lagging
 		// nodes catch up by snapshot, not only by log.
-		ExtraArgs: []string{"--snapshot-entries", "2000"}, PrivatePeers: proxied,
+		ExtraArgs: []string{"--snapshot-entries", "2000"}, PrivatePeers: proxied, ServerArgs: serverArgs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("check: describe cluster: %w", err)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -21,10 +23,17 @@ const (
 	FaultPause     = "pause"     // SIGSTOP a node for longer than an election timeout, SIGCONT
 	FaultPartition = "partition" // cut or slow raft links between nodes of a group
 	FaultMove      = "move"      // move shards, make groups leave and join again
+	FaultDisk      = "disk"      // make a data node's WAL fsyncs slow, or stall them
 )
 
 // AllFaults returns every fault kind.
-func AllFaults() []string { return []string{FaultKill, FaultPause, FaultPartition, FaultMove} }
+func AllFaults() []string {
+	return []string{FaultKill, FaultPause, FaultPartition, FaultDisk, FaultMove}
+}
+
+// DiskFaultFile is the file in a server's data directory that, when the server runs with
+// --fault-injection, holds a duration added to every fsync of its WAL (absent: none).
+const DiskFaultFile = "fault-fsync-delay"
 
 // Timing of the nemesis. Pauses and partitions last longer than the election timeout (10 ticks
 // of 100 ms by default, randomised up to twice that), so that they cause elections.
@@ -38,7 +47,7 @@ const (
 
 // FaultCounts counts the faults injected, per kind.
 type FaultCounts struct {
-	Kill, Pause, Partition, Move int64
+	Kill, Pause, Partition, Disk, Move int64
 }
 
 // nemesis injects faults into a cluster while the workload runs. Process and network faults are
@@ -52,7 +61,7 @@ type nemesis struct {
 	keys  func() []string // the workload's current keys, whose shards moves pick
 	log   *slog.Logger
 
-	kill, pause, partition, move atomic.Int64
+	kill, pause, partition, disk, move atomic.Int64
 
 	mu     sync.Mutex
 	paused map[uint64]bool // SIGSTOPped, awaiting SIGCONT
@@ -70,7 +79,8 @@ func newNemesis(c *cluster, kinds []string, seed uint64, keys func() []string, l
 
 // counts returns the faults injected so far.
 func (n *nemesis) counts() FaultCounts {
-	return FaultCounts{Kill: n.kill.Load(), Pause: n.pause.Load(), Partition: n.partition.Load(), Move: n.move.Load()}
+	return FaultCounts{Kill: n.kill.Load(), Pause: n.pause.Load(), Partition: n.partition.Load(), Disk: n.disk.Load(),
+		Move: n.move.Load()}
 }
 
 // run injects faults until stop is closed or ctx ends, then repairs everything it broke (every
@@ -81,7 +91,7 @@ func (n *nemesis) run(ctx context.Context, stop <-chan struct{}) {
 		wg.Go(func() { n.runMoves(ctx, stop) })
 	}
 	var procKinds []string
-	for _, k := range []string{FaultKill, FaultPause, FaultPartition} {
+	for _, k := range []string{FaultKill, FaultPause, FaultPartition, FaultDisk} {
 		if n.kinds[k] {
 			procKinds = append(procKinds, k)
 		}
@@ -128,6 +138,8 @@ func (n *nemesis) runFaults(ctx context.Context, stop <-chan struct{}, kinds []s
 				n.doPause(ctx, stop, rng)
 			case FaultPartition:
 				n.doPartition(ctx, stop, rng)
+			case FaultDisk:
+				n.doDisk(ctx, stop, rng)
 			}
 		}
 	}
@@ -275,6 +287,37 @@ func (n *nemesis) doPartition(ctx context.Context, stop <-chan struct{}, rng *ra
 	n.log.Info("nemesis: healed", "group", gid)
 }
 
+// doDisk makes a data node's disk slow (20-100 ms more per WAL fsync) or stall (1-3 s per fsync,
+// past an election timeout: a stalled leader loses its leadership) for a while, through the file
+// the server watches (DiskFaultFile).
+func (n *nemesis) doDisk(ctx context.Context, stop <-chan struct{}, rng *rand.Rand) {
+	gids := n.c.groupIDs()
+	gid := gids[rng.IntN(len(gids))]
+	leader := rng.IntN(2) == 0
+	id := n.c.pick(ctx, rng, gid, leader)
+	d, shape := between(rng, 20*time.Millisecond, 100*time.Millisecond), "slow"
+	if rng.IntN(2) == 0 {
+		d, shape = between(rng, time.Second, 3*time.Second), "stalled"
+	}
+	path := filepath.Join(n.c.spec(id).Dir, DiskFaultFile)
+	if err := os.WriteFile(path, []byte(d.String()), 0o600); err != nil {
+		n.log.Warn("nemesis: disk fault", "node", id, "err", err)
+		return
+	}
+	n.log.Info("nemesis: disk "+shape, "node", id, "group", gid, "leader", leader, "fsync_delay", d)
+	n.disk.Add(1)
+	sleep(ctx, stop, between(rng, minPartition, maxPartition))
+	n.clearDisk(id)
+}
+
+// clearDisk gives node id its disk's speed back.
+func (n *nemesis) clearDisk(id uint64) {
+	if err := os.Remove(filepath.Join(n.c.spec(id).Dir, DiskFaultFile)); err != nil && !os.IsNotExist(err) {
+		n.log.Warn("nemesis: clear disk fault", "node", id, "err", err)
+	}
+	n.log.Info("nemesis: disk healed", "node", id)
+}
+
 // isolate cuts every link between node and the other members, both ways.
 func (n *nemesis) isolate(node uint64, members []uint64) {
 	for _, m := range members {
@@ -289,6 +332,13 @@ func (n *nemesis) isolate(node uint64, members []uint64) {
 func (n *nemesis) repair(ctx context.Context) {
 	if n.c.net != nil {
 		n.c.net.Heal()
+	}
+	if n.kinds[FaultDisk] {
+		for _, s := range n.c.specs {
+			if s.Group != 0 {
+				_ = os.Remove(filepath.Join(s.Dir, DiskFaultFile))
+			}
+		}
 	}
 	n.mu.Lock()
 	var paused, killed []uint64

@@ -25,6 +25,8 @@ type ClusterOptions struct {
 	// controller), peers 10000 above; 0 picks free ports.
 	BasePort  int
 	ExtraArgs []string // passed to every server and controller
+	// ServerArgs are passed to every server (data group member) after ExtraArgs.
+	ServerArgs []string
 	// PrivatePeers makes every process listen for raft peers on a private free port
 	// (--peer-listen) while the others keep dialing its advertised peer address, so that a
 	// fault-injecting proxy can sit in between (see PeerListenAddr).
@@ -101,6 +103,7 @@ func NewCluster(opts ClusterOptions) (*Cluster, error) {
 			dir := filepath.Join(opts.Dir, fmt.Sprintf("group%d-node%d", gid, id))
 			argv := append([]string{opts.Exe, "server", "--id", strconv.FormatUint(id, 10), "--group", strconv.FormatUint(gid, 10),
 				"--dir", dir, "--peers", peers, "--controller", strings.Join(ctlAddrs, ",")}, opts.ExtraArgs...)
+			argv = append(argv, opts.ServerArgs...)
 			c.Specs = append(c.Specs, NodeSpec{ID: pid, Group: gid, RaftID: id, ClientAddr: m[id].ClientAddr, PeerAddr: m[id].PeerAddr,
 				Dir: dir, Log: filepath.Join(opts.Dir, fmt.Sprintf("group%d-node%d.log", gid, id)), Argv: argv})
 		}

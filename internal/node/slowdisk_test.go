@@ -36,7 +36,7 @@ func TestLinearizableWithSlowDisks(t *testing.T) {
 			delay[id].Store(0)
 			time.Sleep(300 * time.Millisecond)
 		}
-		phase(follower(), 20*time.Millisecond, time.Second) // a slow follower
+		phase(follower(), 20*time.Millisecond, time.Second)  // a slow follower
 		phase(c.Leader(1), 20*time.Millisecond, time.Second) // a slow leader
 		stalledFollower[0] = rec.Now()
 		phase(follower(), 2*time.Second, 2*time.Second) // a follower's disk stalls
