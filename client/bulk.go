@@ -66,9 +66,7 @@ func (c *Client) GetMany(ctx context.Context, keys []string) (items []Item, err 
 
 // PutMany writes every pair (each one a SET, at most once when sessions are on), grouped by
 // owning node into pipelined batches sent in parallel. It returns nil when every pair was
-// written, else a *BatchError whose Errs are indexed like kvs. With sessions, at most 64 writes
-// to one hash slot (keys sharing a hash tag) are in flight at a time, the number the server
-// keeps at-most-once records for, so that a retry is never refused for want of one.
+// written, else a *BatchError whose Errs are indexed like kvs.
 func (c *Client) PutMany(ctx context.Context, kvs []KV) error {
 	ops := make([]op, len(kvs))
 	for i, kv := range kvs {

@@ -398,19 +398,15 @@ func (c *Client) run(ctx context.Context, ops []op, vals []resp.Value, errs []er
 		return
 	}
 	defer c.exit()
-	var hold *holdBack // nil unless writes may pass the server's at-most-once records
 	if c.sess != nil {
 		for i := range ops {
 			if ops[i].write {
 				ops[i].seq = c.sess.begin()
 			}
 		}
-		if len(ops) > maxSlotWrites {
-			hold = &holdBack{sent: make([]bool, len(ops)), finished: make([]bool, len(ops))}
-		}
 		defer func() {
 			for i := range ops {
-				if ops[i].seq != 0 && (hold == nil || !hold.finished[i]) {
+				if ops[i].seq != 0 {
 					c.sess.finish(ops[i].seq)
 				}
 			}
@@ -422,7 +418,7 @@ func (c *Client) run(ctx context.Context, ops []op, vals []resp.Value, errs []er
 	}
 	var redirect []route // lazily allocated: per op
 	var batches []batch
-	for attempt := 0; len(todo) > 0; {
+	for attempt := 0; len(todo) > 0; attempt++ {
 		if err := ctx.Err(); err != nil {
 			for _, i := range todo {
 				errs[i] = c.giveUp(&ops[i], err, errs[i])
@@ -431,16 +427,9 @@ func (c *Client) run(ctx context.Context, ops []op, vals []resp.Value, errs []er
 		}
 		if attempt > 0 && c.opts.MaxRetries >= 0 && attempt > c.opts.MaxRetries {
 			for _, i := range todo {
-				if errs[i] == nil { // a write held back (holdBack), never sent
-					errs[i] = errHeldBack
-				}
 				errs[i] = fmt.Errorf("shoal: %s %q: gave up after %d attempts: %w", ops[i].args[0], ops[i].key, attempt, errs[i])
 			}
 			return
-		}
-		var later []int // writes held back to a later round
-		if hold != nil {
-			todo, later = hold.split(ops, todo, c.sess.ackedNow())
 		}
 		gen := c.gen.Load()
 		m := c.slots.Load()
@@ -470,9 +459,6 @@ func (c *Client) run(ctx context.Context, ops []op, vals []resp.Value, errs []er
 			}
 			dests[j].idx = append(dests[j].idx, i)
 			dests[j].ask = append(dests[j].ask, asking)
-			if hold != nil {
-				hold.sent[i] = true
-			}
 		}
 		for _, d := range dests {
 			per := min(c.opts.BatchSize, max(1, (len(d.idx)+c.opts.PoolSize-1)/c.opts.PoolSize))
@@ -567,80 +553,17 @@ func (c *Client) run(ctx context.Context, ops []op, vals []resp.Value, errs []er
 				}
 			}
 		}
-		if hold != nil {
-			hold.finish(c.sess, ops, batches, retry)
+		todo = retry
+		if len(todo) == 0 {
+			return
 		}
-		if len(retry) == 0 {
-			// Only writes held back are left: not a retry, so no backoff and no attempt used.
-			todo = later
-			continue
-		}
-		todo = append(retry, later...)
-		attempt++
 		if needRefresh {
 			if err := c.refresh(ctx, gen, false); err != nil {
 				c.log.Debug("shoal: slot map refresh failed", "err", err)
 			}
 		}
-		if !onlyRedirects || attempt >= 4 {
-			_ = sleep(ctx, c.backoff(attempt)) // ctx is checked at the top of the loop
-		}
-	}
-}
-
-// maxSlotWrites is how many unacknowledged writes of one client the server keeps whole
-// at-most-once results for per slot (internal/group's maxPending): past it, a retry of the lowest
-// is refused as stale (its answer is gone) rather than answered.
-const maxSlotWrites = 64
-
-// errHeldBack is the cause given for a write of a bulk call that was never sent: the call ran out
-// of retries for others first, while this one waited its turn (see holdBack).
-var errHeldBack = errors.New("not sent: held back behind writes to the same slot that kept failing")
-
-// holdBack keeps a bulk call from having more than maxSlotWrites writes to one slot that the
-// server may hold records for: a PutMany of many keys sharing a hash tag is sent in rounds, and
-// the writes of each round are finished (so the session's acknowledged horizon can pass them)
-// before the next is sent. Retries always go: their records are counted already.
-type holdBack struct {
-	sent     []bool // op i was sent at least once
-	finished []bool // op i's sequence number was finished after its round (see finish)
-}
-
-// split divides todo into the ops to send now and the new writes to hold back, given the
-// session's acknowledged horizon.
-func (h *holdBack) split(ops []op, todo []int, acked uint64) (now, later []int) {
-	open := map[uint16]int{} // per slot: writes sent whose records the server may keep
-	for i, sent := range h.sent {
-		if sent && ops[i].seq > acked {
-			open[ops[i].slot]++
-		}
-	}
-	for _, i := range todo {
-		if ops[i].write && !h.sent[i] {
-			if open[ops[i].slot] >= maxSlotWrites {
-				later = append(later, i)
-				continue
-			}
-			open[ops[i].slot]++
-		}
-		now = append(now, i)
-	}
-	return now, later
-}
-
-// finish ends the session sequence numbers of the writes this round settled (not to be
-// retried), so that the acknowledged horizon can move past them before the next round.
-func (h *holdBack) finish(s *session, ops []op, batches []batch, retry []int) {
-	again := make(map[int]bool, len(retry))
-	for _, i := range retry {
-		again[i] = true
-	}
-	for _, b := range batches {
-		for _, i := range b.idx {
-			if ops[i].seq != 0 && !again[i] && !h.finished[i] {
-				s.finish(ops[i].seq)
-				h.finished[i] = true // the deferred finish skips it
-			}
+		if !onlyRedirects || attempt >= 3 {
+			_ = sleep(ctx, c.backoff(attempt+1)) // ctx is checked at the top of the loop
 		}
 	}
 }

@@ -546,9 +546,12 @@ func TestNewErrors(t *testing.T) {
 }
 
 // TestBulkWritesBeyondRecords: a PutMany of more keys sharing a hash tag than the server keeps
-// at-most-once records for per client and slot, whose first reply is lost with its connection:
-// every pair is still written, none refused as stale (sent all at once, the other connection's
-// writes made the server forget the lost ones' records and refuse their retries).
+// whole at-most-once results for (64 per client and slot), sent on two connections, whose first
+// reply is lost with its connection: the writes that had not run yet run when retried, and the
+// one that ran is not run again (its record is reduced to the fact that it ran, so its retry is
+// refused as stale, an unknown outcome, and reported for its key alone): every pair is written.
+// When the lowest record used to be dropped with the horizon raised over it, the 99 writes queued
+// behind the lost reply were refused without ever running.
 func TestBulkWritesBeyondRecords(t *testing.T) {
 	ctx := testCtx(t)
 	ps, cl := viaProxies(t, ctx, client.Options{PoolSize: 2})
@@ -561,8 +564,19 @@ func TestBulkWritesBeyondRecords(t *testing.T) {
 	for _, p := range ps {
 		p.dropKey.Store(&first)
 	}
-	if err := cl.PutMany(ctx, kvs); err != nil {
+	err := cl.PutMany(ctx, kvs)
+	var be *client.BatchError
+	if err != nil && !errors.As(err, &be) {
 		t.Fatalf("PutMany: %v", err)
+	}
+	for i := range kvs {
+		if be == nil || be.Errs[i] == nil {
+			continue
+		}
+		var se *client.ServerError
+		if i != 0 || !errors.As(be.Errs[i], &se) || se.Code != "STALE" {
+			t.Fatalf("key %d failed: %v (only the write whose reply was lost may, as stale)", i, be.Errs[i])
+		}
 	}
 	dropped := int32(0)
 	for _, p := range ps {
