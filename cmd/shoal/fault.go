@@ -54,10 +54,12 @@ func (f *diskFault) poll() {
 	}
 }
 
-// beforeSync is the WAL's hook: it waits out the current delay.
+// beforeSync is the WAL's hook: it waits out the current delay, in steps, so that a stall ends
+// soon after the fault is cleared rather than a whole delay later.
 func (f *diskFault) beforeSync() {
-	if d := f.delay.Load(); d > 0 {
-		time.Sleep(time.Duration(d))
+	const step = 10 * time.Millisecond
+	for left := time.Duration(f.delay.Load()); left > 0 && f.delay.Load() > 0; left -= step {
+		time.Sleep(min(step, left))
 	}
 }
 
