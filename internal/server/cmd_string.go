@@ -15,6 +15,11 @@ const maxValBuf = 64 << 10
 // cmdGet answers GET key.
 func cmdGet(c *conn, args [][]byte) {
 	val, ok, err := c.getInto(args[1])
+	c.valueReply(val, ok, err)
+}
+
+// valueReply answers with a value, nil when there is none, or the backend's error.
+func (c *conn) valueReply(val []byte, ok bool, err error) {
 	switch {
 	case err != nil:
 		c.backendError(err)
@@ -173,14 +178,7 @@ func cmdGetSet(c *conn, args [][]byte) {
 // cmdGetDel answers GETDEL key: the value, deleted, or nil.
 func cmdGetDel(c *conn, args [][]byte) {
 	val, ok, err := c.s.backend.GetDel(c.reqCtx(), args[1])
-	switch {
-	case err != nil:
-		c.backendError(err)
-	case !ok:
-		c.w.Null()
-	default:
-		c.w.Bulk(val)
-	}
+	c.valueReply(val, ok, err)
 }
 
 // cmdStrLen answers STRLEN key: the value's length, 0 for a missing key.
