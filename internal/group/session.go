@@ -120,25 +120,26 @@ func (s *slotSessions) record(id, seq, acked uint64, res result) {
 	if whole++; whole > maxPending {
 		// The lowest whole result keeps only that it ran. (ErrStale marks such a record: a
 		// write refused as stale is answered from lookup and never recorded.)
-		low := -1
-		for i := range kept {
-			if kept[i].res.err != ErrStale && (low < 0 || kept[i].seq < kept[low].seq) {
-				low = i
-			}
-		}
-		kept[low].res = result{err: ErrStale}
+		kept[lowest(kept, true)].res = result{err: ErrStale}
 	}
 	if len(kept) > maxRecords {
-		low := 0
-		for i := range kept {
-			if kept[i].seq < kept[low].seq {
-				low = i
-			}
-		}
+		low := lowest(kept, false)
 		c.acked = kept[low].seq
 		kept = append(kept[:low], kept[low+1:]...)
 	}
 	c.results = kept
+}
+
+// lowest returns the position of the lowest seq in rs, among whole results only if wholeOnly,
+// or -1 when there is none.
+func lowest(rs []seqResult, wholeOnly bool) int {
+	low := -1
+	for i, r := range rs {
+		if (!wholeOnly || r.res.err != ErrStale) && (low < 0 || r.seq < rs[low].seq) {
+			low = i
+		}
+	}
+	return low
 }
 
 // encodeSessions appends one slot's records: nclients, then per client id, acked, nresults and

@@ -23,8 +23,9 @@ import (
 
 // Local is the group this node is a replica of.
 type Local interface {
-	// GetAppend appends key's value to dst, so that callers can reuse one buffer.
-	GetAppend(ctx context.Context, key, dst []byte) ([]byte, bool, error)
+	// GetAppendSlot appends key's value to dst, so that callers can reuse one buffer; slot is
+	// key's, which the router has computed already (a GET hashes its key once).
+	GetAppendSlot(ctx context.Context, key []byte, slot uint16, dst []byte) ([]byte, bool, error)
 	MGet(ctx context.Context, keys [][]byte) ([][]byte, []bool, error)
 	Exists(ctx context.Context, keys [][]byte) (int64, error)
 	Set(ctx context.Context, a group.SetArgs) (group.SetResult, error)
@@ -63,7 +64,6 @@ type Config struct {
 // Router routes requests. Its zero delegation map (standalone mode) sends everything local.
 type Router struct {
 	cfg     Config
-	slotGet slotGetter // cfg.Local, when it can read a key whose slot is known; else nil
 	latest  atomic.Pointer[controller.Config]
 	leaders atomic.Pointer[map[uint64]uint64] // other groups' raft leaders, as last learned
 }
@@ -90,15 +90,7 @@ func New(cfg Config) *Router {
 	if cfg.Refresh == nil {
 		cfg.Refresh = func() {}
 	}
-	r := &Router{cfg: cfg}
-	r.slotGet, _ = cfg.Local.(slotGetter)
-	return r
-}
-
-// slotGetter is implemented by a Local (the group) that can read a key whose slot the caller
-// has computed, so that a GET hashes its key once rather than once per layer.
-type slotGetter interface {
-	GetAppendSlot(ctx context.Context, key []byte, slot uint16, dst []byte) ([]byte, bool, error)
+	return &Router{cfg: cfg}
 }
 
 // SetConfig installs a newer configuration into the delegation map; older ones are ignored.
@@ -253,11 +245,7 @@ func (r *Router) GetAppend(ctx context.Context, key, dst []byte) (val []byte, ok
 	slot := keyspace.Slot(key)
 	err = r.route(ctx, slot, func() error {
 		var err error
-		if r.slotGet != nil {
-			val, ok, err = r.slotGet.GetAppendSlot(ctx, key, slot, dst)
-		} else {
-			val, ok, err = r.cfg.Local.GetAppend(ctx, key, dst)
-		}
+		val, ok, err = r.cfg.Local.GetAppendSlot(ctx, key, slot, dst)
 		return err
 	}, func(addr string) error {
 		v, err := r.forward(ctx, addr, []byte("GET"), key)

@@ -20,7 +20,7 @@ type fakeLocal struct {
 
 func (f *fakeLocal) Serves(slot uint16) bool { return slot < f.split }
 
-func (f *fakeLocal) GetAppend(_ context.Context, _, dst []byte) ([]byte, bool, error) {
+func (f *fakeLocal) GetAppendSlot(_ context.Context, _ []byte, _ uint16, dst []byte) ([]byte, bool, error) {
 	f.gets++
 	return append(dst, "local"...), true, nil
 }

@@ -205,8 +205,12 @@ func (p *peer) run(ctx context.Context, ln *lane) {
 		if err == nil {
 			err = p.flush(&l)
 		}
-		if err == nil && snaps > 0 {
-			err = p.awaitAcks(ctx, &l, &snaps)
+		if err == nil && snaps > 0 { // the snapshot lane: one snapshot, flushed alone
+			var delivered bool
+			if delivered, err = p.awaitAck(ctx, &l); err == nil {
+				t.cfg.SnapshotStatus(p.id, !delivered)
+				snaps = 0
+			}
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -381,34 +385,29 @@ func (s *sourceReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// awaitAcks waits for the receiver's answer to each of the *snaps snapshots just flushed, and
-// reports each as it comes, counting *snaps down. The receiver answers once its Handler has the
-// message, after writing the data out durably: WriteTimeout plus 100ms per MiB sent bounds that.
-func (p *peer) awaitAcks(ctx context.Context, l *link, snaps *int) error {
+// awaitAck waits for the receiver's answer to the snapshot just flushed and reports whether it
+// was delivered. The receiver answers once its Handler has the message, after writing the data
+// out durably: WriteTimeout plus 100ms per MiB sent bounds that.
+func (p *peer) awaitAck(ctx context.Context, l *link) (delivered bool, err error) {
 	d := p.t.cfg.WriteTimeout + time.Duration(l.pending>>20)*100*time.Millisecond
 	l.pending = 0
 	timer := time.NewTimer(d)
 	defer timer.Stop()
-	report := func(a byte) { p.t.cfg.SnapshotStatus(p.id, a != ackDelivered) }
-	for ; *snaps > 0; *snaps-- {
+	select {
+	case a := <-l.acks:
+		return a == ackDelivered, nil
+	case <-l.dead:
 		select {
-		case a := <-l.acks:
-			report(a)
-		case <-l.dead:
-			select {
-			case a := <-l.acks: // answered, then closed: the answer counts
-				report(a)
-				continue
-			default:
-			}
-			return fmt.Errorf("peer %d closed the connection before acknowledging a snapshot", p.id)
-		case <-timer.C:
-			return fmt.Errorf("peer %d did not acknowledge a snapshot within %v", p.id, d)
-		case <-ctx.Done():
-			return ctx.Err()
+		case a := <-l.acks: // answered, then closed: the answer counts
+			return a == ackDelivered, nil
+		default:
 		}
+		return false, fmt.Errorf("peer %d closed the connection before acknowledging a snapshot", p.id)
+	case <-timer.C:
+		return false, fmt.Errorf("peer %d did not acknowledge a snapshot within %v", p.id, d)
+	case <-ctx.Done():
+		return false, ctx.Err()
 	}
-	return nil
 }
 
 // flush writes out the buffered frames.
@@ -469,7 +468,7 @@ func (p *peer) dial(ctx context.Context, l *link, snapshots bool) error {
 	h := hello{From: t.cfg.ID, To: p.id}
 	if snapshots {
 		h.Flags = helloSnapshots
-		l.acks = make(chan byte, snapQueueSize)
+		l.acks = make(chan byte, 1) // one snapshot is awaited at a time
 	}
 	go readAcks(c, l.acks, dead) // owned by the writer: closeLink closes c and waits for it
 	_, _ = l.bw.Write(appendHello(l.bw.AvailableBuffer(), h))
