@@ -63,8 +63,7 @@ func (g *Group) Start(ctx context.Context, w Write) (Wait, error) {
 	c := command{args: w.Args, delta: w.Delta}
 	switch w.Op {
 	case WriteSet:
-		c.op, c.args = opSet, [][]byte{w.Set.Key, w.Set.Val}
-		c.flags = setFlags(w.Set)
+		c = setCommand(w.Set)
 	case WriteDel:
 		c.op = opDel
 	case WriteAppend:
@@ -90,6 +89,9 @@ func (g *Group) Start(ctx context.Context, w Write) (Wait, error) {
 func (c *command) encodedLen() int {
 	n := 1 + 8 + uvarintLen(c.clientID) + uvarintLen(c.seq) + uvarintLen(c.acked) + 1 +
 		varintLen(c.delta) + uvarintLen(uint64(len(c.args)))
+	if c.flags&cmdAt != 0 {
+		n += uvarintLen(uint64(c.at))
+	}
 	for _, a := range c.args {
 		n += uvarintLen(uint64(len(a))) + len(a)
 	}
@@ -108,8 +110,16 @@ func varintLen(x int64) int {
 	return uvarintLen(ux)
 }
 
+// setCommand is the command of a SET.
+func setCommand(a SetArgs) command {
+	return command{op: opSet, args: [][]byte{a.Key, a.Val}, flags: setFlags(a), delta: a.ExpireAt}
+}
+
 func setFlags(a SetArgs) byte {
 	var f byte
+	if a.KeepTTL {
+		f |= setKeepTTL
+	}
 	if a.NX {
 		f |= setNX
 	}

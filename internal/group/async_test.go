@@ -168,7 +168,7 @@ func TestConcurrentWaitersGetOwnResults(t *testing.T) {
 	close(stop)
 	<-applied
 	want := strconv.Itoa(2400 - int(withdrawn.Load()))
-	if v, ok := g.tab.Get([]byte("ctr"), nil); !ok || string(v) != want {
+	if v, ok := storedValue(g.tab, []byte("ctr")); !ok || string(v) != want {
 		t.Fatalf("counter = %q, want %s (every proposal not withdrawn applied once)", v, want)
 	}
 }

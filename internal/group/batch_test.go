@@ -69,7 +69,7 @@ func TestWritesShareEntries(t *testing.T) {
 	for i, e := range s.proposals {
 		other.Apply(uint64(i+1), e)
 	}
-	if v, ok := other.tab.Get(key, nil); !ok || string(v) != "1524" {
+	if v, ok := storedValue(other.tab, key); !ok || string(v) != "1524" {
 		t.Fatalf("replayed counter = %q, want 1524", v)
 	}
 }
@@ -103,7 +103,7 @@ func TestBatchedRetriesApplyOnce(t *testing.T) {
 			t.Fatalf("attempt %d: got %d, %v; want length 2 (the first attempt's answer)", i, res.N, err)
 		}
 	}
-	if v, _ := g.tab.Get(key, nil); string(v) != "ab" {
+	if v, _ := storedValue(g.tab, key); string(v) != "ab" {
 		t.Fatalf("value %q: the retried append applied twice", v)
 	}
 	if s.entryCount() != 2 {
@@ -234,7 +234,7 @@ func TestWithdrawnWriteNeverApplies(t *testing.T) {
 	if res, err := kept.Result(context.Background()); err != nil || res.N != 101 {
 		t.Fatalf("write after the withdrawn one: got %d, %v; want 101 (the withdrawn +10 left out)", res.N, err)
 	}
-	if v, _ := g.tab.Get(key, nil); string(v) != "101" {
+	if v, _ := storedValue(g.tab, key); string(v) != "101" {
 		t.Fatalf("counter %q, want 101", v)
 	}
 	if got := s.entryCount(); got != 2 {

@@ -148,6 +148,7 @@ func (g *Group) applyInstall(num uint64, data []byte) result {
 			return err
 		}
 		installed += int64(n)
+		g.noteExpiring(slot) // the pairs may carry expiries
 		g.cs.slots[slot] = slotCleaning
 		return nil
 	})

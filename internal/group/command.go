@@ -16,18 +16,41 @@ const (
 	opIncrBy
 	opMSet
 	opCAS
-	// Cluster-management ops; every op from opConfig on is one (see Group.applyAdmin).
+	// Cluster-management ops, from opConfig to opCleaned (see Group.applyAdmin).
 	opConfig
 	opInstall
 	opDrop
 	opCleaned
 )
 
+// Data ops added since: numbered past the admin ops, because op numbers are in the log.
+const (
+	opExpire op = 32 + iota // EXPIRE and its kin, PERSIST: flags expNX...expPersist, delta the time
+	opReap                  // deletes those of its keys that have expired by the command's time
+)
+
+// admin reports whether o is a cluster-management op.
+func (o op) admin() bool { return o >= opConfig && o <= opCleaned }
+
 const (
 	setNX = 1 << iota
 	setXX
 	setGet
+	setKeepTTL // SET ... KEEPTTL; otherwise delta is the new expiry (0: none)
 )
+
+// Flags of opExpire.
+const (
+	expNX = 1 << iota
+	expXX
+	expGT
+	expLT
+	expPersist
+)
+
+// cmdAt marks a command that carries its proposer's clock (at). Commands logged by versions
+// before expiry lack it; they never meet a value that expires.
+const cmdAt = 0x80
 
 // delGet on an opDel of one key is GETDEL: the result carries the value deleted. (A binary that
 // predates it ignores the flag and deletes alike, so replicas of mixed versions stay equal.)
@@ -35,11 +58,13 @@ const delGet = setGet
 
 // command is one replicated write as it travels through the raft log. Encoding (little-endian):
 //
-//	op u8 | reqID u64 | clientID uvarint | seq uvarint | acked uvarint | flags u8 | delta varint |
-//	nargs uvarint | (len uvarint, bytes)*
+//	op u8 | reqID u64 | clientID uvarint | seq uvarint | acked uvarint | flags u8 |
+//	[at uvarint, if flags has cmdAt] | delta varint | nargs uvarint | (len uvarint, bytes)*
 //
 // reqID identifies the proposer's waiter (unique per process run); clientID/seq/acked form the
-// at-most-once session (clientID 0 = none).
+// at-most-once session (clientID 0 = none). at is the proposer's clock in Unix milliseconds:
+// every replica judges whether a value has expired by it, never by its own clock, so that all
+// reach the same state.
 type command struct {
 	op       op
 	reqID    uint64
@@ -47,6 +72,7 @@ type command struct {
 	seq      uint64
 	acked    uint64
 	flags    byte
+	at       int64
 	delta    int64
 	args     [][]byte
 }
@@ -58,6 +84,9 @@ func (c *command) encode(dst []byte) []byte {
 	dst = binary.AppendUvarint(dst, c.seq)
 	dst = binary.AppendUvarint(dst, c.acked)
 	dst = append(dst, c.flags)
+	if c.flags&cmdAt != 0 {
+		dst = binary.AppendUvarint(dst, uint64(c.at))
+	}
 	dst = binary.AppendVarint(dst, c.delta)
 	dst = binary.AppendUvarint(dst, uint64(len(c.args)))
 	for _, a := range c.args {
@@ -92,6 +121,14 @@ func (c *command) decode(data []byte) error {
 	}
 	c.flags = p[0]
 	p = p[1:]
+	c.at = 0
+	if c.flags&cmdAt != 0 {
+		var at uint64
+		if at, p, ok = uvarint(p); !ok || at > maxInt64 {
+			return errCorrupt
+		}
+		c.at = int64(at)
+	}
 	d, n := binary.Varint(p)
 	if n <= 0 {
 		return errCorrupt

@@ -71,6 +71,9 @@ type Config struct {
 	// MaxValueLen is the longest value APPEND builds (0: MaxValueLen). Every replica of a group
 	// must have the same, since each decides when it applies the write.
 	MaxValueLen int
+	// Clock is the time by which this replica proposes writes and judges expiry on reads (nil:
+	// time.Now). Tests set it.
+	Clock func() time.Time
 }
 
 // Group is one replica's view of the group state machine. It implements raftnode.StateMachine.
@@ -105,6 +108,15 @@ type Group struct {
 	cs  clusterState
 
 	applyCmd command // scratch, reused by the single apply goroutine
+	// Also the apply goroutine's: a value header read (expiry.go) and a stored value built.
+	hdr  [expiringHdr]byte
+	num  [20]byte
+	wbuf []byte
+
+	// expiring counts, per slot, the writes that stored a value with an expiry since Sweep last
+	// found none there (0: Sweep skips the slot).
+	expiring [keyspace.NumSlots]atomic.Uint32
+	sweep    sweepState
 
 	// ops counts requests per slot (writes as applied, reads as served here), the load the
 	// leader reports to the controller for load-based balancing.
@@ -239,12 +251,12 @@ func (g *Group) applyCommand(index uint64, data []byte) {
 		g.log.Error("skipping undecodable command", "index", index, "err", err)
 		return
 	}
-	if c.op < opConfig {
+	if !c.op.admin() {
 		g.preserveCommand(c) // admin ops preserve the slots they change themselves
 	}
 	var res result
 	switch {
-	case c.op >= opConfig:
+	case c.op.admin():
 		res = g.applyAdmin(c)
 	case c.clientID != 0 && len(c.args) > 0:
 		slot := keyspace.Slot(c.args[0])
@@ -337,18 +349,23 @@ func (g *Group) execute(c *command) result {
 		}
 		key, val := c.args[0], c.args[1]
 		var old []byte
+		var oldAt int64
 		var had bool
-		if c.flags&(setGet|setNX|setXX) != 0 {
-			old, had = t.Get(key, nil)
+		if c.flags&(setGet|setNX|setXX|setKeepTTL) != 0 {
+			old, oldAt, had = g.current(key, c.at)
 		}
 		if (c.flags&setNX != 0 && had) || (c.flags&setXX != 0 && !had) {
 			return result{val: old, ok: false, n: b2i(had)}
 		}
-		t.Set(key, val)
+		at := c.delta
+		if c.flags&setKeepTTL != 0 {
+			at = oldAt
+		}
+		g.store(key, val, at, c.at)
 		return result{val: old, ok: true, n: b2i(had)}
 	case opDel:
 		if c.flags&delGet != 0 && len(c.args) == 1 {
-			old, had := t.Get(c.args[0], nil)
+			old, _, had := g.current(c.args[0], c.at)
 			if had {
 				t.Delete(c.args[0])
 			}
@@ -356,7 +373,8 @@ func (g *Group) execute(c *command) result {
 		}
 		var n int64
 		for _, k := range c.args {
-			if t.Delete(k) {
+			// An expired key is deleted too, but not counted: it no longer existed.
+			if _, ok := g.liveExpiry(k, c.at); ok && t.Delete(k) {
 				n++
 			}
 		}
@@ -365,17 +383,30 @@ func (g *Group) execute(c *command) result {
 		if len(c.args) != 2 {
 			return result{err: errCorrupt}
 		}
-		n, ok := t.AppendWithin(c.args[0], c.args[1], cmp.Or(g.cfg.MaxValueLen, MaxValueLen))
+		key, suffix := c.args[0], c.args[1]
+		limit := cmp.Or(g.cfg.MaxValueLen, MaxValueLen)
+		at, ok := g.liveExpiry(key, c.at)
+		if !ok {
+			if len(suffix) > limit {
+				return result{err: ErrTooLarge}
+			}
+			g.store(key, suffix, 0, c.at)
+			return result{n: int64(len(suffix))}
+		}
+		// The header stays in front; the value's limit excludes it.
+		hl := headerLen(at)
+		n, ok := t.AppendWithin(key, suffix, limit+hl)
 		if !ok {
 			return result{err: ErrTooLarge}
 		}
-		return result{n: int64(n)}
+		return result{n: int64(n - hl)}
 	case opIncrBy:
 		if len(c.args) != 1 {
 			return result{err: errCorrupt}
 		}
 		var cur int64
-		if v, ok := t.Get(c.args[0], nil); ok {
+		v, at, ok := g.current(c.args[0], c.at)
+		if ok {
 			var valid bool
 			if cur, valid = ParseInt(v); !valid {
 				return result{err: ErrNotInteger}
@@ -385,23 +416,28 @@ func (g *Group) execute(c *command) result {
 			return result{err: ErrOverflow}
 		}
 		cur += c.delta
-		t.Set(c.args[0], strconv.AppendInt(nil, cur, 10))
+		// INCR keeps the key's expiry, as in Redis.
+		g.store(c.args[0], strconv.AppendInt(g.num[:0], cur, 10), at, c.at)
 		return result{n: cur}
 	case opCAS:
 		if len(c.args) != 3 {
 			return result{err: errCorrupt}
 		}
-		cur, had := t.Get(c.args[0], nil)
+		cur, _, had := g.current(c.args[0], c.at)
 		if c.flags&setNX != 0 && had || c.flags&setNX == 0 && (!had || !bytes.Equal(cur, c.args[1])) {
 			return result{ok: false}
 		}
-		t.Set(c.args[0], c.args[2])
+		g.store(c.args[0], c.args[2], 0, c.at)
 		return result{ok: true}
 	case opMSet:
 		for i := 0; i+1 < len(c.args); i += 2 {
-			t.Set(c.args[i], c.args[i+1])
+			g.store(c.args[i], c.args[i+1], 0, c.at)
 		}
 		return result{ok: true}
+	case opExpire:
+		return g.executeExpire(c)
+	case opReap:
+		return g.executeReap(c)
 	}
 	return result{err: fmt.Errorf("%w: op %d", errCorrupt, c.op)}
 }

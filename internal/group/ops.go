@@ -33,60 +33,175 @@ func (g *Group) GetAppend(ctx context.Context, key, dst []byte) ([]byte, bool, e
 // GetAppendSlot is GetAppend for a caller that has computed key's slot (keyspace.Slot(key))
 // already, so that a GET hashes its key once on its way through the router.
 func (g *Group) GetAppendSlot(ctx context.Context, key []byte, slot uint16, dst []byte) ([]byte, bool, error) {
+	for {
+		v, ok, at, err := g.getAppend(ctx, key, slot, dst)
+		if err != nil || at == 0 {
+			return v, ok, err
+		}
+		if err := g.reap(ctx, [][]byte{key}, at); err != nil {
+			return nil, false, err
+		}
+	}
+}
+
+// getAppend is one attempt of GetAppendSlot: when the value it finds has expired, it returns
+// that value's expiry instead of the value.
+func (g *Group) getAppend(ctx context.Context, key []byte, slot uint16, dst []byte) (v []byte, ok bool, expiredAt int64, err error) {
 	if err := g.barrier(ctx); err != nil {
-		return nil, false, err
+		return nil, false, 0, err
 	}
 	g.own.RLock()
 	defer g.own.RUnlock()
 	if err := g.checkSlot(slot); err != nil {
-		return nil, false, err
+		return nil, false, 0, err
 	}
 	g.ops[slot].Add(1)
-	v, ok := g.tab.Get(key, dst)
-	return v, ok, nil
+	v, ok = g.tab.Get(key, dst)
+	if !ok {
+		return v, false, 0, nil
+	}
+	val, at := unwrapValue(v[len(dst):])
+	if expired(at, g.nowMillis()) {
+		return nil, false, at, nil
+	}
+	// Moved down over the header, so that the caller's buffer keeps its capacity from read to
+	// read.
+	n := copy(v[len(dst):], val)
+	return v[:len(dst)+n], true, 0, nil
 }
 
 // MGet returns the values of keys; found[i] tells a missing key from an empty value.
 func (g *Group) MGet(ctx context.Context, keys [][]byte) ([][]byte, []bool, error) {
+	for {
+		vals, found, reap, at, err := g.mget(ctx, keys)
+		if err != nil || len(reap) == 0 {
+			return vals, found, err
+		}
+		if err := g.reap(ctx, reap, at); err != nil {
+			return nil, nil, err
+		}
+	}
+}
+
+// mget is one attempt of MGet; it returns the keys it found expired, and the latest of their
+// expiries, instead of an answer.
+func (g *Group) mget(ctx context.Context, keys [][]byte) (vals [][]byte, found []bool, reap [][]byte, latest int64, err error) {
 	if err := g.barrier(ctx); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, 0, err
 	}
 	g.own.RLock()
 	defer g.own.RUnlock()
 	if err := g.checkKeys(keys); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, 0, err
 	}
 	g.countReads(keys)
-	vals := make([][]byte, len(keys))
-	found := make([]bool, len(keys))
+	vals = make([][]byte, len(keys))
+	found = make([]bool, len(keys))
+	now := g.nowMillis()
 	for i, k := range keys {
-		vals[i], found[i] = g.tab.Get(k, nil)
+		v, ok := g.tab.Get(k, nil)
+		if !ok {
+			continue
+		}
+		val, at := unwrapValue(v)
+		if expired(at, now) {
+			reap, latest = append(reap, k), max(latest, at)
+			continue
+		}
+		vals[i], found[i] = val, true
 	}
-	return vals, found, nil
+	return vals, found, reap, latest, nil
 }
 
 // Exists counts the keys that exist, counting repeated keys repeatedly as Redis does.
 func (g *Group) Exists(ctx context.Context, keys [][]byte) (int64, error) {
+	for {
+		n, reap, at, err := g.exists(ctx, keys)
+		if err != nil || len(reap) == 0 {
+			return n, err
+		}
+		if err := g.reap(ctx, reap, at); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// exists is one attempt of Exists, returning like mget the keys it found expired.
+func (g *Group) exists(ctx context.Context, keys [][]byte) (n int64, reap [][]byte, latest int64, err error) {
 	if err := g.barrier(ctx); err != nil {
-		return 0, err
+		return 0, nil, 0, err
 	}
 	g.own.RLock()
 	defer g.own.RUnlock()
 	if err := g.checkKeys(keys); err != nil {
-		return 0, err
+		return 0, nil, 0, err
 	}
-	var n int64
+	now := g.nowMillis()
+	var buf [expiringHdr]byte
 	for _, k := range keys {
-		if g.tab.Has(k) {
-			n++
+		at, ok := g.peekExpiry(k, buf[:])
+		if !ok {
+			continue
+		}
+		if expired(at, now) {
+			reap, latest = append(reap, k), max(latest, at)
+			continue
+		}
+		n++
+	}
+	return n, reap, latest, nil
+}
+
+// ExpireTime returns when key expires, in Unix milliseconds, 0 when it never does; ok is false
+// when the key does not exist (or has expired).
+func (g *Group) ExpireTime(ctx context.Context, key []byte) (at int64, ok bool, err error) {
+	for {
+		at, ok, expiredAt, err := g.expireTime(ctx, key)
+		if err != nil || expiredAt == 0 {
+			return at, ok, err
+		}
+		if err := g.reap(ctx, [][]byte{key}, expiredAt); err != nil {
+			return 0, false, err
 		}
 	}
-	return n, nil
+}
+
+func (g *Group) expireTime(ctx context.Context, key []byte) (at int64, ok bool, expiredAt int64, err error) {
+	if err := g.barrier(ctx); err != nil {
+		return 0, false, 0, err
+	}
+	g.own.RLock()
+	defer g.own.RUnlock()
+	if err := g.checkKeys([][]byte{key}); err != nil {
+		return 0, false, 0, err
+	}
+	var buf [expiringHdr]byte
+	at, ok = g.peekExpiry(key, buf[:])
+	if ok && expired(at, g.nowMillis()) {
+		return 0, false, at, nil
+	}
+	return at, ok, 0, nil
+}
+
+// Expire sets or removes key's expiry (EXPIRE and its kin, PERSIST) and reports whether it did:
+// false when the key does not exist, one of its conditions failed, or PERSIST found no expiry.
+func (g *Group) Expire(ctx context.Context, a ExpireArgs) (bool, error) {
+	c := command{op: opExpire, delta: a.At, args: [][]byte{a.Key}}
+	for _, f := range []struct {
+		on   bool
+		flag byte
+	}{{a.NX, expNX}, {a.XX, expXX}, {a.GT, expGT}, {a.LT, expLT}, {a.Persist, expPersist}} {
+		if f.on {
+			c.flags |= f.flag
+		}
+	}
+	res, err := g.propose(ctx, &c)
+	return res.n == 1, err
 }
 
 // Set writes a value with SET's NX/XX/GET options.
 func (g *Group) Set(ctx context.Context, a SetArgs) (SetResult, error) {
-	c := command{op: opSet, args: [][]byte{a.Key, a.Val}, flags: setFlags(a)}
+	c := setCommand(a)
 	res, err := g.propose(ctx, &c)
 	if err != nil {
 		return SetResult{}, err
@@ -138,9 +253,14 @@ func (g *Group) ScanRange(ctx context.Context, r keyspace.Range, cursor uint64, 
 	g.own.RLock()
 	defer g.own.RUnlock()
 	var keys [][]byte
+	now := g.nowMillis()
+	var buf [expiringHdr]byte
 	next := g.tab.ScanRange(r, cursor, count, func(k []byte) {
 		if !g.cs.slots[keyspace.Slot(k)].serves() {
 			return // frozen data of a slot handed off, or not ours
+		}
+		if at, ok := g.peekExpiry(k, buf[:]); !ok || expired(at, now) {
+			return // SCAN hides expired keys, as Redis does; reads and the sweep reap them
 		}
 		if len(match) == 0 || keyspace.Match(match, k) {
 			keys = append(keys, append([]byte(nil), k...))

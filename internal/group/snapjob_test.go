@@ -456,7 +456,7 @@ func TestRestoreVersion2(t *testing.T) {
 		buf.Write(binary.LittleEndian.AppendUint16(nil, uint16(slot)))
 		writeLenPrefixed(&buf, encodeSessions(nil, s))
 	}
-	if _, err := g.tab.Export(&buf, keyspace.All()); err != nil {
+	if _, err := plainTable(g.tab).Export(&buf, keyspace.All()); err != nil {
 		t.Fatal(err)
 	}
 

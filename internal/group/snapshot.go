@@ -13,11 +13,12 @@ import (
 	"github.com/shoal-kv/shoal/internal/controller"
 	"github.com/shoal-kv/shoal/internal/keyspace"
 	"github.com/shoal-kv/shoal/internal/raftnode"
+	"github.com/shoal-kv/shoal/internal/table"
 )
 
-// Snapshot format (SHOALSM3), written by snapJob.Stream:
+// Snapshot format (SHOALSM4), written by snapJob.Stream:
 //
-//	"SHOALSM3"
+//	"SHOALSM4"
 //	current and previous configuration  (uvarint length + JSON each; length 0 for none)
 //	16384 slot state bytes
 //	crc u32                          CRC32-C of the preceding bytes, magic included
@@ -33,7 +34,13 @@ import (
 // snapJob); a slot the apply path copied before changing it is a chunk of its own, written as
 // soon as possible, hence out of order. Each carries its own checksum because a snapshot sent by
 // the leader reaches Restore without the file's.
-const snapshotMagic = "SHOALSM3"
+//
+// The values are stored values, headers included (see wrapValue). SHOALSM3, laid out alike, held
+// values without headers, from before keys could expire; Restore still reads it.
+const snapshotMagic = "SHOALSM4"
+
+// snapshotMagicV3 is the format of snapshotMagic before values had headers.
+const snapshotMagicV3 = "SHOALSM3"
 
 // snapshotMagicV2 is the format written before snapshots were streamed (configurations, slot
 // states, every slot's records, then one export of all pairs). Restore still reads it so that a
@@ -123,7 +130,9 @@ func (g *Group) RestoreFrom(r io.ReaderAt, size int64) error {
 	}
 	switch string(magic[:]) {
 	case snapshotMagic:
-		return g.restore(r, size)
+		return g.restore(r, size, false)
+	case snapshotMagicV3:
+		return g.restore(r, size, true)
 	case snapshotMagicV2:
 		b := make([]byte, size)
 		if err := readAt(r, b, 0); err != nil {
@@ -164,8 +173,8 @@ func readHead(b []byte) (cfgs [2]*controller.Config, slots [keyspace.NumSlots]sl
 // most restore holds of the snapshot at a time (but for a single key or value larger than it).
 const restoreBuffer = 256 << 10
 
-// restore reads the chunked format (see snapshotMagic) from the size bytes of r, magic included,
-// in two passes. The first checks every checksum and decodes every configuration and
+// restore reads the chunked format (see snapshotMagic) from the size bytes of r, magic included
+// (SHOALSM3's when plain: values without headers), in two passes. The first checks every checksum and decodes every configuration and
 // at-most-once record, without touching the state, so a damaged snapshot leaves the state as it
 // was; it notes where each chunk's pairs are. The second replaces the table's pairs with those.
 //
@@ -174,7 +183,7 @@ const restoreBuffer = 256 << 10
 // one slot is never split, so a chunk holds a whole slot however large it grew). What is kept is
 // what the state keeps anyway (configurations, records) plus 16 bytes per chunk, of which there
 // are at most keyspace.NumSlots since chunks cover disjoint slot ranges.
-func (g *Group) restore(r io.ReaderAt, size int64) error {
+func (g *Group) restore(r io.ReaderAt, size int64, plain bool) error {
 	sr := &snapReader{buf: make([]byte, restoreBuffer)}
 	sr.reset(r, 0, size)
 	sc := restoreScan{ra: r}
@@ -209,12 +218,20 @@ func (g *Group) restore(r io.ReaderAt, size int64) error {
 			if sr.err != nil {
 				break
 			}
+			if plain {
+				g.wbuf = wrapValue(g.wbuf[:0], v, 0)
+				v = g.wbuf
+			}
 			g.tab.Set(key, v) // copies both; v is in the reader's buffer
 		}
 		if sr.err != nil {
 			// The first pass read these bytes without fault: the source failed or changed since.
 			return fmt.Errorf("group restore: pairs at byte %d: %w", p[0], sr.fail("pairs"))
 		}
+	}
+	g.wbuf = nil
+	for s := range g.expiring {
+		g.expiring[s].Store(1) // the pairs may carry expiries
 	}
 	g.cs.cfg, g.cs.prev, g.cs.slots = sc.cfgs[0], sc.cfgs[1], sc.slots
 	g.sessions = sc.sessions
@@ -601,9 +618,17 @@ func (g *Group) restoreV2(b []byte) error {
 	g.own.Lock()
 	defer g.own.Unlock()
 	g.tab.Reset()
-	if _, err := g.tab.Import(bytes.NewReader(d.b)); err != nil {
+	// Its values lack headers: imported aside, then stored with them.
+	plain := table.New()
+	if _, err := plain.Import(bytes.NewReader(d.b)); err != nil {
 		return fmt.Errorf("group restore: %w", err)
 	}
+	plain.Range(keyspace.All(), func(k, v []byte) bool {
+		g.wbuf = wrapValue(g.wbuf[:0], v, 0)
+		g.tab.Set(k, g.wbuf)
+		return true
+	})
+	g.wbuf = nil
 	g.cs.cfg, g.cs.prev, g.cs.slots = cfgs[0], cfgs[1], slots
 	g.sessions = sessions
 	return nil

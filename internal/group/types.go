@@ -27,6 +27,27 @@ type SetArgs struct {
 	Key, Val []byte
 	NX, XX   bool // only set if absent / present
 	Get      bool // return the previous value
+	// ExpireAt is when the key expires, in Unix milliseconds; 0 for never. A time not after the
+	// moment the write applies deletes the key once written, as Redis does for SET ... PXAT in
+	// the past.
+	ExpireAt int64
+	// KeepTTL keeps the expiry of the value replaced (SET ... KEEPTTL); ExpireAt must be 0.
+	KeepTTL bool
+}
+
+// ExpireArgs are the arguments of EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT and PERSIST.
+type ExpireArgs struct {
+	Key []byte
+	// At is the new expiry in Unix milliseconds, relative times already added to the clock. A
+	// time not after the moment the write applies deletes the key (as Redis does), once the
+	// conditions below hold.
+	At int64
+	// Persist removes the expiry instead (PERSIST); At and the conditions are then ignored.
+	Persist bool
+	// Redis 7's conditions: NX sets only a key without expiry, XX only one with an expiry, GT
+	// only a later expiry and LT only an earlier one (a key without expiry counts as expiring
+	// never).
+	NX, XX, GT, LT bool
 }
 
 // SetResult is the outcome of a SET.

@@ -192,6 +192,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if n.driver != nil {
 		n.wg.Go(func() { n.driver.Run(runCtx) })
 	}
+	n.wg.Go(func() { n.sweep(runCtx) })
 	n.srv = server.New(server.Config{
 		Addr: cfg.ClientListen, Backend: backend{Router: n.router, g: n.group, driver: n.driver}, Topology: n,
 		Router: n.router, Logger: cfg.Logger, NodeID: NodeID(cfg.GroupID, cfg.ID),

@@ -237,9 +237,10 @@ func probeMissIf(valid bool) int {
 	return probeTorn
 }
 
-// get is Get and Has (want false: no copy) after a failed first attempt, or on platforms
-// without lock-free reads: a few more optimistic attempts, then the read lock.
-func (t *Table) get(key []byte, dst []byte, want bool) ([]byte, bool) {
+// get is Get, Peek and Has (they copy at most limit bytes of the value) after a failed first
+// attempt, or on platforms without lock-free reads: a few more optimistic attempts, then the
+// read lock.
+func (t *Table) get(key []byte, dst []byte, limit int) ([]byte, bool) {
 	if lockFreeReads {
 		for range readTries {
 			s, v, vl, v0, res := t.probeKey(unsafe.String(unsafe.SliceData(key), len(key)))
@@ -247,10 +248,7 @@ func (t *Table) get(key []byte, dst []byte, want bool) ([]byte, bool) {
 				return dst, false
 			}
 			if res == probeHit {
-				val := dst
-				if want {
-					val = append(dst, unsafe.Slice((*byte)(v), vl)...)
-				}
+				val := append(dst, unsafe.Slice((*byte)(v), min(vl, uintptr(limit)))...)
 				if s.seq.Load() == v0 {
 					return val, true
 				}
@@ -264,8 +262,8 @@ func (t *Table) get(key []byte, dst []byte, want bool) ([]byte, bool) {
 	}
 	s.mu.RLock()
 	p, v := s.find(key, h)
-	if p >= 0 && want {
-		dst = append(dst, v...)
+	if p >= 0 {
+		dst = append(dst, v[:min(len(v), limit)]...)
 	}
 	s.mu.RUnlock()
 	return dst, p >= 0

@@ -81,12 +81,18 @@ func (t *Table) Get(key []byte, dst []byte) (val []byte, ok bool) {
 			}
 		}
 	}
-	return t.get(key, dst, true)
+	return t.get(key, dst, math.MaxInt)
+}
+
+// Peek is Get for at most the first n bytes of the value: a caller that needs only a value's
+// header does not pay for copying the rest.
+func (t *Table) Peek(key []byte, dst []byte, n int) (val []byte, ok bool) {
+	return t.get(key, dst, max(n, 0))
 }
 
 // Has reports whether key is present, without copying its value.
 func (t *Table) Has(key []byte) bool {
-	_, ok := t.get(key, nil, false)
+	_, ok := t.get(key, nil, 0)
 	return ok
 }
 

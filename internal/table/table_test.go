@@ -654,3 +654,20 @@ func TestAppendWithin(t *testing.T) {
 		t.Fatalf("value %q, want abcde", v)
 	}
 }
+
+func TestPeekCopiesAtMostN(t *testing.T) {
+	tab := New()
+	tab.Set([]byte("k"), []byte("hello"))
+	for _, c := range []struct {
+		n    int
+		want string
+	}{{0, ""}, {1, "h"}, {5, "hello"}, {9, "hello"}, {-1, ""}} {
+		got, ok := tab.Peek([]byte("k"), []byte("x"), c.n)
+		if !ok || string(got) != "x"+c.want {
+			t.Errorf("Peek(k, %d) = %q, %v; want %q, true", c.n, got, ok, "x"+c.want)
+		}
+	}
+	if got, ok := tab.Peek([]byte("absent"), nil, 4); ok || len(got) != 0 {
+		t.Errorf("Peek(absent) = %q, %v", got, ok)
+	}
+}

@@ -1,0 +1,245 @@
+package group
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"time"
+
+	"github.com/shoal-kv/shoal/internal/keyspace"
+)
+
+// Every value in the table carries a header: valPlain and the value, or valExpiring, the expiry
+// (Unix milliseconds, u64 little-endian) and the value. One byte per pair is what a key without
+// expiry pays; keeping the expiry in the value's own record means the lock-free read sees value
+// and expiry together, and snapshots, hand-offs and the snapshot job's copies carry expiries
+// without knowing of them.
+const (
+	valPlain    = 0
+	valExpiring = 1
+	expiringHdr = 1 + 8 // the longest header
+)
+
+// wrapValue appends the stored form of val, expiring at at (0: never), to dst.
+func wrapValue(dst, val []byte, at int64) []byte {
+	if at == 0 {
+		dst = append(dst, valPlain)
+	} else {
+		dst = append(dst, valExpiring)
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(at))
+	}
+	return append(dst, val...)
+}
+
+// unwrapValue splits a stored value into the value and its expiry (0: none). v may be only a
+// prefix of the stored value (Table.Peek). A malformed header, which only a damaged snapshot
+// could bring, reads as a value without expiry.
+func unwrapValue(v []byte) (val []byte, at int64) {
+	if len(v) == 0 {
+		return v, 0
+	}
+	if v[0] == valExpiring && len(v) >= expiringHdr {
+		return v[expiringHdr:], int64(binary.LittleEndian.Uint64(v[1:expiringHdr]))
+	}
+	return v[1:], 0
+}
+
+// headerLen is the length of the header of a stored value expiring at at.
+func headerLen(at int64) int {
+	if at == 0 {
+		return 1
+	}
+	return expiringHdr
+}
+
+// expired reports whether a value expiring at at (0: never) has expired at time now.
+func expired(at, now int64) bool { return at != 0 && at <= now }
+
+// nowMillis is the clock writes are stamped with and reads judge expiry by.
+func (g *Group) nowMillis() int64 {
+	if g.cfg.Clock != nil {
+		return g.cfg.Clock().UnixMilli()
+	}
+	return time.Now().UnixMilli()
+}
+
+// Expiry is decided through the log, so that it is linearizable whatever the replicas' clocks:
+// a write judges the values it touches by its command's time (at, the proposer's clock) and
+// deletes those that have expired, and a read that finds an expired value has a reap command
+// delete it (at the read's time or later) and reads again. Whatever any operation observes as
+// expired is thereby gone for every later one; a value is never seen to come back.
+
+// current returns key's value and expiry at time now (the applying command's at), deleting it
+// when it has expired. The value is a fresh copy: results keep it.
+func (g *Group) current(key []byte, now int64) (val []byte, at int64, ok bool) {
+	v, ok := g.tab.Get(key, nil)
+	if !ok {
+		return nil, 0, false
+	}
+	val, at = unwrapValue(v)
+	if expired(at, now) {
+		g.tab.Delete(key)
+		return nil, 0, false
+	}
+	return val, at, true
+}
+
+// liveExpiry is current for a caller that needs only the expiry: it copies the header alone.
+func (g *Group) liveExpiry(key []byte, now int64) (at int64, ok bool) {
+	at, ok = g.peekExpiry(key, g.hdr[:])
+	if ok && expired(at, now) {
+		g.tab.Delete(key)
+		return 0, false
+	}
+	return at, ok
+}
+
+// peekExpiry returns key's expiry (0: none) without copying its value, using buf (at least
+// expiringHdr long) as scratch space.
+func (g *Group) peekExpiry(key []byte, buf []byte) (at int64, ok bool) {
+	h, ok := g.tab.Peek(key, buf[:0], expiringHdr)
+	if !ok {
+		return 0, false
+	}
+	_, at = unwrapValue(h)
+	return at, true
+}
+
+// store writes val under key expiring at at, or deletes key if that is not after now (SET or
+// EXPIRE with a time already past). The stored form is built in a buffer reused from write to
+// write (the apply path is one goroutine).
+func (g *Group) store(key, val []byte, at, now int64) {
+	if expired(at, now) {
+		g.tab.Delete(key)
+		return
+	}
+	if at != 0 {
+		g.noteExpiring(keyspace.Slot(key))
+	}
+	g.wbuf = wrapValue(g.wbuf[:0], val, at)
+	g.tab.Set(key, g.wbuf)
+	if cap(g.wbuf) > 64<<10 {
+		g.wbuf = nil // one large value must not pin its size for good
+	}
+}
+
+// executeExpire applies opExpire.
+func (g *Group) executeExpire(c *command) result {
+	if len(c.args) != 1 {
+		return result{err: errCorrupt}
+	}
+	key := c.args[0]
+	val, old, ok := g.current(key, c.at)
+	if !ok {
+		return result{}
+	}
+	f, at := c.flags, c.delta
+	if f&expPersist != 0 {
+		if old == 0 {
+			return result{}
+		}
+		g.store(key, val, 0, c.at)
+		return result{n: 1}
+	}
+	// A key without expiry counts as expiring never for GT and LT, as in Redis.
+	if f&expNX != 0 && old != 0 || f&expXX != 0 && old == 0 ||
+		f&expGT != 0 && (old == 0 || at <= old) || f&expLT != 0 && old != 0 && at >= old {
+		return result{}
+	}
+	g.store(key, val, at, c.at)
+	return result{n: 1}
+}
+
+// executeReap applies opReap: it deletes those of its keys that have expired by its time.
+func (g *Group) executeReap(c *command) result {
+	var n int64
+	for _, k := range c.args {
+		if at, ok := g.peekExpiry(k, g.hdr[:]); ok && expired(at, c.at) {
+			g.tab.Delete(k)
+			n++
+		}
+	}
+	return result{n: n}
+}
+
+// reap has the keys a read found expired at (the latest of their expiries) deleted through the
+// log, so that the read, repeated, finds them gone.
+func (g *Group) reap(ctx context.Context, keys [][]byte, at int64) error {
+	_, err := g.propose(ctx, &command{op: opReap, at: max(at, g.nowMillis()), args: keys})
+	return err
+}
+
+// Sweep reaps expired keys that no read or write has met, so that their memory comes back: it
+// looks at about budget keys from where the previous call stopped, walking the slots that may
+// hold expiring values in turn, and has those it finds expired deleted through the log. The
+// owner calls it periodically on the leader, never concurrently with itself; it returns how many
+// keys it reaped.
+func (g *Group) Sweep(ctx context.Context, budget int) (int, error) {
+	reap, latest := g.sweepScan(budget)
+	n := 0
+	for len(reap) > 0 {
+		batch := reap[:min(len(reap), maxReapBatch)]
+		reap = reap[len(batch):]
+		if err := g.reap(ctx, batch, latest); err != nil {
+			return n, err
+		}
+		n += len(batch)
+	}
+	return n, nil
+}
+
+// maxReapBatch bounds the keys of one reap command the sweep proposes.
+const maxReapBatch = 512
+
+// sweepState is where Sweep is in its walk; only Sweep touches it.
+type sweepState struct {
+	slot    int    // the slot being walked
+	pos     uint64 // table cursor within it; 0 at its start
+	gen     uint32 // the slot's expiring generation when its walk started
+	expires bool   // whether this walk of the slot met a value with an expiry
+}
+
+// sweepScan collects the expired keys of Sweep's next budget keys and the latest of their
+// expiries.
+func (g *Group) sweepScan(budget int) (reap [][]byte, latest int64) {
+	now := g.nowMillis()
+	w := &g.sweep
+	var buf [expiringHdr]byte
+	g.own.RLock()
+	defer g.own.RUnlock()
+	seen := 0
+	for skipped := 0; seen < budget && skipped < keyspace.NumSlots; {
+		s := w.slot
+		if w.pos == 0 {
+			w.gen, w.expires = g.expiring[s].Load(), false
+			if w.gen == 0 || !g.cs.slots[s].serves() {
+				w.slot = (s + 1) % keyspace.NumSlots
+				skipped++
+				continue
+			}
+		}
+		w.pos = g.tab.ScanRange(keyspace.SlotRange(uint16(s)), w.pos, budget-seen, func(k []byte) {
+			seen++
+			at, ok := g.peekExpiry(k, buf[:])
+			if !ok || at == 0 {
+				return
+			}
+			w.expires = true
+			if expired(at, now) {
+				reap, latest = append(reap, bytes.Clone(k)), max(latest, at)
+			}
+		})
+		if w.pos == 0 {
+			if !w.expires {
+				// Nothing here expires: skip the slot until a write gives it an expiring
+				// value again (which changes the generation, so this cannot lose one).
+				g.expiring[s].CompareAndSwap(w.gen, 0)
+			}
+			w.slot = (s + 1) % keyspace.NumSlots
+		}
+	}
+	return reap, latest
+}
+
+// noteExpiring records that slot may hold a value with an expiry, for Sweep.
+func (g *Group) noteExpiring(slot uint16) { g.expiring[slot].Add(1) }
