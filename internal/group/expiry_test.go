@@ -459,3 +459,21 @@ func TestSweepReapsUnreadKeys(t *testing.T) {
 		t.Errorf("swept %d keys after a new expiring write, want 1", got)
 	}
 }
+
+// TestReapTakesNoSession: a read inside a client's session that reaps must not use up the
+// session's sequence number, or the client's write with it would be answered as a duplicate.
+func TestReapTakesNoSession(t *testing.T) {
+	c := &fakeClock{now: time.UnixMilli(1_700_000_000_000)}
+	g := clockedGroups(c)[0]
+	ctx := context.Background()
+	// Sessions are kept per slot: both keys are in one.
+	g.Set(ctx, SetArgs{Key: []byte("{t}k"), Val: []byte("v"), ExpireAt: c.now.Add(time.Second).UnixMilli()})
+	c.add(time.Second)
+	sctx := WithSession(ctx, Session{ClientID: 7, Seq: 1})
+	if _, ok, err := g.Get(sctx, []byte("{t}k")); ok || err != nil {
+		t.Fatalf("GET = %v, %v", ok, err)
+	}
+	if n, err := g.IncrBy(sctx, []byte("{t}n"), 5); err != nil || n != 5 {
+		t.Fatalf("INCRBY with the session's first seq = %d, %v; want it applied", n, err)
+	}
+}

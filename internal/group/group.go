@@ -176,7 +176,9 @@ type pending struct {
 // start queues a command for proposing and returns without waiting for it to commit. Commands
 // started by one goroutine enter the log in the order they were started.
 func (g *Group) start(ctx context.Context, c *command) (pending, error) {
-	if s, ok := SessionFrom(ctx); ok {
+	// A reap is the group's own write on behalf of a read: it must not take the sequence number
+	// of a client's session the read may run in.
+	if s, ok := SessionFrom(ctx); ok && c.op != opReap {
 		c.clientID, c.seq, c.acked = s.ClientID, s.Seq, s.Acked
 	}
 	ch := g.resultChan()
