@@ -84,7 +84,7 @@ func (g *Group) enqueue(c *command, ch chan result) uint64 {
 	waiting := len(g.waiters)
 	g.waitMu.Unlock()
 	q.peak = max(q.peak, waiting)
-	if !c.op.admin() {
+	if c.needsTime() {
 		// Stamped under the queue's lock: a proposer's stamps follow its log order.
 		c.at = max(c.at, g.nowMillis())
 		c.flags |= cmdAt

@@ -477,3 +477,27 @@ func TestReapTakesNoSession(t *testing.T) {
 		t.Fatalf("INCRBY with the session's first seq = %d, %v; want it applied", n, err)
 	}
 }
+
+func TestWhichCommandsCarryTime(t *testing.T) {
+	k, v := []byte("k"), []byte("v")
+	for _, c := range []struct {
+		name string
+		c    command
+		want bool
+	}{
+		{"SET", setCommand(SetArgs{Key: k, Val: v}), false},
+		{"MSET", command{op: opMSet, args: [][]byte{k, v}}, false},
+		{"SET NX", setCommand(SetArgs{Key: k, Val: v, NX: true}), true},
+		{"SET GET", setCommand(SetArgs{Key: k, Val: v, Get: true}), true},
+		{"SET PX", setCommand(SetArgs{Key: k, Val: v, ExpireAt: 1}), true},
+		{"SET KEEPTTL", setCommand(SetArgs{Key: k, Val: v, KeepTTL: true}), true},
+		{"DEL", command{op: opDel, args: [][]byte{k}}, true},
+		{"INCR", command{op: opIncrBy, args: [][]byte{k}}, true},
+		{"EXPIRE", command{op: opExpire, args: [][]byte{k}}, true},
+		{"config", command{op: opConfig}, false},
+	} {
+		if got := c.c.needsTime(); got != c.want {
+			t.Errorf("%s: needsTime = %v", c.name, got)
+		}
+	}
+}
