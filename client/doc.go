@@ -35,6 +35,8 @@
 //   - Single keys: [Client.Get], [Client.Put], [Client.Swap] (put returning the previous value),
 //     [Client.PutIfAbsent], [Client.Delete], [Client.Exists], [Client.Append], [Client.Incr],
 //     [Client.CompareAndSwap].
+//   - Expiry: [Client.PutTTL] (put with a time to live), [Client.Expire], [Client.Persist],
+//     [Client.TTL]. An expired key is gone for every reader at once, linearizably.
 //   - Bulk: [Client.GetMany], [Client.PutMany], [Client.DeleteMany] group keys by owning node and
 //     send each node's commands in pipelined batches over all its connections, every node in
 //     parallel.

@@ -309,6 +309,10 @@ func TestExpireConditions(t *testing.T) {
 	if got, _ := g.Expire(ctx, ExpireArgs{Key: k, At: now - 1, GT: true}); got {
 		t.Error("EXPIRE GT with an earlier time applied")
 	}
+	g.Set(ctx, SetArgs{Key: []byte("zero"), Val: []byte("v")})
+	if got, _ := g.Expire(ctx, ExpireArgs{Key: []byte("zero"), At: 0}); !got || g.tab.Has([]byte("zero")) {
+		t.Error("EXPIREAT 0 did not delete the key")
+	}
 	if got, _ := g.Expire(ctx, ExpireArgs{Key: k, At: now - 1}); !got {
 		t.Error("EXPIRE in the past reported not done")
 	}

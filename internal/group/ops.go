@@ -187,6 +187,9 @@ func (g *Group) expireTime(ctx context.Context, key []byte) (at int64, ok bool, 
 // false when the key does not exist, one of its conditions failed, or PERSIST found no expiry.
 func (g *Group) Expire(ctx context.Context, a ExpireArgs) (bool, error) {
 	c := command{op: opExpire, delta: a.At, args: [][]byte{a.Key}}
+	if c.delta <= 0 {
+		c.delta = -1 // in the command 0 is no expiry; any time up to 1970 is as past as -1
+	}
 	for _, f := range []struct {
 		on   bool
 		flag byte

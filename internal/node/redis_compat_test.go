@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,12 +20,17 @@ import (
 // compatCommands are sent, in order and on one connection, to a real redis-server and to a
 // Shoal node: every reply must be byte for byte the same. They cover the commands Shoal
 // implements with their options, edge values and errors, and the generic errors (unknown
-// command, arity). Left out by design: accepted expiries (Shoal refuses EX/PX/EXAT/PXAT with
-// a value Redis would take), SELECT and the cluster commands (Shoal is a cluster; this Redis
-// is standalone), HELLO's server fields and HELLO 3 (Shoal speaks RESP2 only), COMMAND DOCS and
-// the subcommands Shoal does not implement, SCAN cursors and INFO (their values are the
-// implementation's).
-var compatCommands = [][]string{
+// command, arity). Left out by design: SELECT and the cluster commands (Shoal is a cluster;
+// this Redis is standalone), HELLO's server fields and HELLO 3 (Shoal speaks RESP2 only),
+// COMMAND DOCS and the subcommands Shoal does not implement, SCAN cursors and INFO (their
+// values are the implementation's), and times left that depend on when the command ran (PTTL
+// of a key with an expiry; TTL only within 500 ms of setting it, where it rounds to the same).
+// The expiry commands run on two keys, "t" and "tn", whose slots lie in different halves of the
+// slot space, so that in a cluster of two groups one of them is forwarded.
+var compatCommands = slices.Concat(baseCommands, expiryCommands("t"), expiryCommands("tn"),
+	[][]string{{"QUIT", "x"}}) // QUIT takes any arguments and closes the connection: last
+
+var baseCommands = [][]string{
 	{"PING"}, {"ping", "hello world"}, {"PING", "a", "b"}, {"ECHO"}, {"ECHO", ""}, {"echo", "x y"},
 	{"GET"}, {"GET", "k"}, {"GET", "k", "k"}, {"get", ""},
 	{"SET", "k"}, {"SET", "k", "v"}, {"GET", "k"}, {"SET", "", ""}, {"GET", ""},
@@ -84,7 +90,63 @@ var compatCommands = [][]string{
 	{"COMMAND", "INFO", "info", "auth", "select", "quit", "readonly", "readwrite", "asking", "hello"},
 	{"CONFIG", "GET", "proto-max-bulk-len"}, {"CONFIG", "GET", "maxclients"}, {"CONFIG", "GET", "nosuch"},
 	{"AUTH", "x"}, {"AUTH", "a", "b"}, {"AUTH"}, {"HELLO", "abc"},
-	{"HELLO", "2", "FOO"}, {"QUIT", "x"},
+	{"HELLO", "2", "FOO"},
+	{"COMMAND", "INFO", "setex", "psetex", "expire", "pexpire", "expireat", "pexpireat", "persist"},
+	{"COMMAND", "INFO", "expiretime", "pexpiretime", "ttl", "pttl"},
+	{"SETEX"}, {"SETEX", "t", "10"}, {"PSETEX", "t", "10", "v", "x"}, {"EXPIRE"}, {"EXPIRE", "t"},
+	{"PEXPIREAT", "t"}, {"PERSIST"}, {"PERSIST", "t", "x"}, {"EXPIRETIME"}, {"PEXPIRETIME", "t", "x"},
+}
+
+// expiryCommands exercise expiry on key k (which they leave deleted): SET's expiry options,
+// SETEX and PSETEX, the EXPIRE family with its options, errors and overflows, PERSIST, the TTL
+// family, which writes keep an expiry, and times already past deleting the key.
+func expiryCommands(k string) [][]string {
+	return [][]string{
+		{"SET", k, "v", "EX", "100"}, {"TTL", k}, {"SET", k, "w", "KEEPTTL"}, {"TTL", k}, {"GET", k},
+		{"SET", k, "x", "XX", "GET", "KEEPTTL"}, {"TTL", k}, {"SET", k, "v", "NX", "EX", "5"}, {"TTL", k},
+		{"SET", k, "v", "PX", "100000"}, {"TTL", k}, {"SET", k, "v"}, {"TTL", k}, {"PTTL", k},
+		{"SET", k, "v", "EXAT", "9999999999"}, {"EXPIRETIME", k}, {"PEXPIRETIME", k},
+		{"SET", k, "v", "PXAT", "9999999999499"}, {"EXPIRETIME", k}, {"PEXPIRETIME", k},
+		{"SET", k, "v", "PXAT", "9999999999500"}, {"EXPIRETIME", k},
+		{"SET", k, "v", "PXAT", "9223372036854775807"}, {"PEXPIRETIME", k}, {"EXPIRETIME", k},
+		{"SET", k, "v", "EXAT", "9223372036854775"}, {"PEXPIRETIME", k},
+		{"SET", k, "v", "EXAT", "9223372036854776"}, {"SET", k, "v", "EX", "9223372036854775"},
+		{"SET", k, "v", "PX", "9223372036854775807"}, {"SET", k, "v", "PXAT", "0"}, {"PEXPIRETIME", k},
+		{"SET", k, "x", "PXAT", "1", "GET"}, {"GET", k}, {"EXISTS", k},
+		{"SET", k, "v", "EXAT", "1"}, {"GET", k}, {"TTL", k},
+		{"SETEX", k, "0", "v"}, {"SETEX", k, "-1", "v"}, {"SETEX", k, "abc", "v"},
+		{"SETEX", k, "9223372036854775", "v"}, {"SETEX", k, "100", "v"}, {"TTL", k}, {"GET", k},
+		{"PSETEX", k, "0", "v"}, {"PSETEX", k, "9223372036854775807", "v"}, {"PSETEX", k, "1.5", "v"},
+		{"PSETEX", k, "100000", "w"}, {"TTL", k}, {"GET", k},
+		{"SET", k, "v"}, {"EXPIRE", "absent", "100"}, {"EXPIRE", "absent", "100", "bogus"},
+		{"EXPIRE", k, "100", "FOO"}, {"EXPIRE", k, "abc", "FOO"}, {"EXPIRE", k, "abc"}, {"EXPIRE", k, ""},
+		{"EXPIRE", k, "100", ""}, {"EXPIRE", k, "100", "a\x00b"}, {"EXPIRE", k, "100", "a\r\nb"},
+		{"EXPIRE", k, "100", "NX", "XX"}, {"EXPIRE", k, "100", "gt", "lt"}, {"EXPIRE", k, "100", "nx", "gt"},
+		{"EXPIRE", k, "100", "xx", "gt", "lt"}, {"EXPIRE", k, "100", "gt", "lt", "nx"},
+		{"EXPIRE", k, "9223372036854775807"}, {"EXPIRE", k, "9223372036854775"},
+		{"EXPIRE", k, "-9223372036854776"}, {"PEXPIRE", k, "9223372036854775807"},
+		{"EXPIREAT", k, "9223372036854776"}, {"EXPIREAT", k, "-9223372036854776"}, {"TTL", k},
+		{"EXPIRE", k, "100", "XX"}, {"EXPIRE", k, "100", "GT"}, {"EXPIREAT", k, "0", "GT"}, {"TTL", k},
+		{"EXPIRE", k, "100", "NX"}, {"TTL", k}, {"EXPIRE", k, "200", "NX"}, {"EXPIRE", k, "50", "GT"},
+		{"EXPIRE", k, "200", "gt"}, {"TTL", k}, {"EXPIRE", k, "300", "LT"}, {"EXPIRE", k, "150", "LT"},
+		{"TTL", k}, {"EXPIRE", k, "250", "XX", "GT"}, {"TTL", k}, {"EXPIRE", k, "10", "NX", "nx"},
+		{"PEXPIRE", k, "100000"}, {"TTL", k}, {"EXPIREAT", k, "9999999999"}, {"EXPIRETIME", k},
+		{"PEXPIREAT", k, "9999999999999", "LT"}, {"PEXPIREAT", k, "9999999998999", "LT"}, {"PEXPIRETIME", k},
+		{"PEXPIREAT", k, "9223372036854775807"}, {"PEXPIRETIME", k}, {"EXPIRETIME", k},
+		{"PERSIST", k}, {"PERSIST", k}, {"TTL", k}, {"PTTL", k}, {"EXPIRETIME", k}, {"PERSIST", "absent"},
+		{"EXPIRE", k, "100", "LT"}, {"TTL", k},
+		{"PEXPIREAT", k, "0"}, {"EXISTS", k}, {"SET", k, "v"}, {"EXPIRE", k, "-1"}, {"GET", k},
+		{"SET", k, "v"}, {"EXPIREAT", k, "0", "NX"}, {"EXISTS", k}, {"SET", k, "v"}, {"EXPIRE", k, "100"},
+		{"EXPIREAT", k, "1", "GT"}, {"EXISTS", k}, {"EXPIREAT", k, "1", "LT"}, {"EXISTS", k},
+		{"SET", k, "v"}, {"PEXPIRE", k, "-9223372036854775808"}, {"EXISTS", k}, {"SET", k, "v"},
+		{"EXPIREAT", k, "-9223372036854775"}, {"EXISTS", k}, {"SET", k, "v"}, {"PEXPIRE", k, "0"},
+		{"TTL", k}, {"PTTL", k}, {"EXPIRETIME", k}, {"PEXPIRETIME", k}, {"EXPIRE", k, "100"}, {"PERSIST", k},
+		{"SET", k, "v", "EX", "100"}, {"APPEND", k, "x"}, {"TTL", k}, {"GET", k}, {"SET", k, "1", "KEEPTTL"},
+		{"INCR", k}, {"TTL", k}, {"INCRBY", k, "5"}, {"DECR", k}, {"TTL", k}, {"SETNX", k, "0"}, {"TTL", k},
+		{"GETSET", k, "1"}, {"TTL", k}, {"EXPIRE", k, "100"}, {"MSET", k, "2"}, {"TTL", k},
+		{"EXPIRE", k, "100"}, {"SET", k, "3"}, {"TTL", k}, {"EXPIRE", k, "100"}, {"GETDEL", k}, {"TTL", k},
+		{"SETEX", k, "100", "v"}, {"DEL", k}, {"TTL", k},
+	}
 }
 
 // TestRepliesMatchRedis compares Shoal's replies with a real redis-server's, command by

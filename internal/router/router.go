@@ -29,6 +29,8 @@ type Local interface {
 	MGet(ctx context.Context, keys [][]byte) ([][]byte, []bool, error)
 	Exists(ctx context.Context, keys [][]byte) (int64, error)
 	Set(ctx context.Context, a group.SetArgs) (group.SetResult, error)
+	Expire(ctx context.Context, a group.ExpireArgs) (bool, error)
+	ExpireTime(ctx context.Context, key []byte) (at int64, ok bool, err error)
 	Del(ctx context.Context, keys [][]byte) (int64, error)
 	Append(ctx context.Context, key, val []byte) (int64, error)
 	IncrBy(ctx context.Context, key []byte, delta int64) (int64, error)
@@ -275,6 +277,13 @@ func (r *Router) Set(ctx context.Context, a group.SetArgs) (res group.SetResult,
 		if a.Get {
 			args = append(args, []byte("GET"))
 		}
+		switch {
+		case a.KeepTTL:
+			args = append(args, []byte("KEEPTTL"))
+		case a.ExpireAt != 0:
+			// PXAT takes only positive times; any time already past deletes the key alike.
+			args = append(args, []byte("PXAT"), strconv.AppendInt(nil, max(a.ExpireAt, 1), 10))
+		}
 		v, err := r.forward(ctx, addr, args...)
 		if err != nil {
 			return err
@@ -289,6 +298,60 @@ func (r *Router) Set(ctx context.Context, a group.SetArgs) (res group.SetResult,
 		return nil
 	})
 	return res, err
+}
+
+// Expire implements server.Backend. A forwarded expiry is absolute (PEXPIREAT), so it means
+// the same instant on the owner as here.
+func (r *Router) Expire(ctx context.Context, a group.ExpireArgs) (done bool, err error) {
+	err = r.route(ctx, keyspace.Slot(a.Key), func() error {
+		var err error
+		done, err = r.cfg.Local.Expire(ctx, a)
+		return err
+	}, func(addr string) error {
+		var args [][]byte
+		if a.Persist {
+			args = [][]byte{[]byte("PERSIST"), a.Key}
+		} else {
+			args = [][]byte{[]byte("PEXPIREAT"), a.Key, strconv.AppendInt(nil, a.At, 10)}
+			for _, f := range []struct {
+				on   bool
+				name string
+			}{{a.NX, "NX"}, {a.XX, "XX"}, {a.GT, "GT"}, {a.LT, "LT"}} {
+				if f.on {
+					args = append(args, []byte(f.name))
+				}
+			}
+		}
+		v, err := r.forward(ctx, addr, args...)
+		done = v.Int == 1
+		return err
+	})
+	return done, err
+}
+
+// ExpireTime implements server.Backend.
+func (r *Router) ExpireTime(ctx context.Context, key []byte) (at int64, ok bool, err error) {
+	err = r.route(ctx, keyspace.Slot(key), func() error {
+		var err error
+		at, ok, err = r.cfg.Local.ExpireTime(ctx, key)
+		return err
+	}, func(addr string) error {
+		v, err := r.forward(ctx, addr, []byte("PEXPIRETIME"), key)
+		if err != nil {
+			return err
+		}
+		// PEXPIRETIME answers -2 for a missing key and -1 for one without expiry.
+		switch {
+		case v.Int == -2:
+			at, ok = 0, false
+		case v.Int == -1:
+			at, ok = 0, true
+		default:
+			at, ok = v.Int, true
+		}
+		return nil
+	})
+	return at, ok, err
 }
 
 // GetDel implements server.Backend.

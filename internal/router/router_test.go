@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/shoal-kv/shoal/internal/controller"
@@ -121,5 +122,98 @@ func TestRemoteError(t *testing.T) {
 	}
 	if err := RemoteError("ERR something else"); err == nil || err.Error() != "ERR something else" {
 		t.Errorf("unknown error text not kept: %v", err)
+	}
+}
+
+// expiryLocal records the expiry calls the router runs on the local group.
+type expiryLocal struct {
+	fakeLocal
+	expires []group.ExpireArgs
+}
+
+func (f *expiryLocal) Expire(_ context.Context, a group.ExpireArgs) (bool, error) {
+	f.expires = append(f.expires, a)
+	return true, nil
+}
+
+func (f *expiryLocal) ExpireTime(context.Context, []byte) (int64, bool, error) {
+	return 42, true, nil
+}
+
+// TestForwardExpiry: expiries travel to another group as absolute times (SET ... PXAT,
+// PEXPIREAT), so that they mean the same instant there, and the replies decode back.
+func TestForwardExpiry(t *testing.T) {
+	local := &expiryLocal{fakeLocal: fakeLocal{split: 8192}}
+	peers := &fakePeers{}
+	r := New(Config{GroupID: 1, Local: local, Peers: peers})
+	r.SetConfig(twoGroups())
+	ctx := context.Background()
+	mine, theirs := keyIn(0, 8192), keyIn(8192, 16384)
+	last := func() string {
+		call := peers.calls[len(peers.calls)-1]
+		return strings.Join(call[3:], " ") // after address, SHOAL.FWD and the hop count
+	}
+	k := string(theirs)
+
+	peers.reply = resp.Value{Type: '+', Str: []byte("OK")}
+	for _, s := range []struct {
+		a    group.SetArgs
+		want string
+	}{
+		{group.SetArgs{Key: theirs, Val: []byte("v"), ExpireAt: 1700000000123}, "SET " + k + " v PXAT 1700000000123"},
+		{group.SetArgs{Key: theirs, Val: []byte("v"), ExpireAt: -5, NX: true}, "SET " + k + " v NX PXAT 1"},
+		{group.SetArgs{Key: theirs, Val: []byte("v"), KeepTTL: true, XX: true}, "SET " + k + " v XX KEEPTTL"},
+	} {
+		if res, err := r.Set(ctx, s.a); err != nil || !res.Done {
+			t.Fatalf("Set(%+v) = %+v, %v", s.a, res, err)
+		}
+		if got := last(); got != s.want {
+			t.Errorf("Set(%+v) forwarded as %q, want %q", s.a, got, s.want)
+		}
+	}
+
+	for _, s := range []struct {
+		a     group.ExpireArgs
+		reply int64
+		want  string
+	}{
+		{group.ExpireArgs{Key: theirs, At: 1700000000123}, 1, "PEXPIREAT " + k + " 1700000000123"},
+		{group.ExpireArgs{Key: theirs, At: -1, NX: true}, 1, "PEXPIREAT " + k + " -1 NX"},
+		{group.ExpireArgs{Key: theirs, At: 5, XX: true, GT: true}, 0, "PEXPIREAT " + k + " 5 XX GT"},
+		{group.ExpireArgs{Key: theirs, At: 5, LT: true}, 0, "PEXPIREAT " + k + " 5 LT"},
+		{group.ExpireArgs{Key: theirs, Persist: true}, 1, "PERSIST " + k},
+	} {
+		peers.reply = resp.Value{Type: ':', Int: s.reply}
+		done, err := r.Expire(ctx, s.a)
+		if err != nil || done != (s.reply == 1) {
+			t.Errorf("Expire(%+v) = %v, %v with reply %d", s.a, done, err, s.reply)
+		}
+		if got := last(); got != s.want {
+			t.Errorf("Expire(%+v) forwarded as %q, want %q", s.a, got, s.want)
+		}
+	}
+
+	for _, s := range []struct {
+		reply, at int64
+		ok        bool
+	}{{-2, 0, false}, {-1, 0, true}, {1700000000123, 1700000000123, true}} {
+		peers.reply = resp.Value{Type: ':', Int: s.reply}
+		at, ok, err := r.ExpireTime(ctx, theirs)
+		if err != nil || at != s.at || ok != s.ok || last() != "PEXPIRETIME "+k {
+			t.Errorf("PEXPIRETIME reply %d: ExpireTime = %d, %v, %v (sent %q)", s.reply, at, ok, err, last())
+		}
+	}
+
+	// A key of the local group never leaves the node.
+	n := len(peers.calls)
+	if done, err := r.Expire(ctx, group.ExpireArgs{Key: mine, At: 7, GT: true}); err != nil || !done ||
+		len(local.expires) != 1 || local.expires[0].At != 7 || !local.expires[0].GT {
+		t.Errorf("local Expire = %v, %v; group saw %+v", done, err, local.expires)
+	}
+	if at, ok, err := r.ExpireTime(ctx, mine); err != nil || !ok || at != 42 {
+		t.Errorf("local ExpireTime = %d, %v, %v", at, ok, err)
+	}
+	if len(peers.calls) != n {
+		t.Errorf("local expiry calls were forwarded: %q", peers.calls[n:])
 	}
 }

@@ -22,6 +22,13 @@ type Backend interface {
 	GetDel(ctx context.Context, key []byte) (val []byte, ok bool, err error)
 	Append(ctx context.Context, key, val []byte) (newLen int64, err error)
 	IncrBy(ctx context.Context, key []byte, delta int64) (int64, error)
+	// Expire sets or removes key's expiry (EXPIRE and its kin, PERSIST). It reports true when
+	// it did, or deleted the key because a.At has passed, and false when the key is missing, a
+	// condition failed or PERSIST found no expiry to remove.
+	Expire(ctx context.Context, a group.ExpireArgs) (bool, error)
+	// ExpireTime returns when key expires, in Unix milliseconds (0: never); ok is false when
+	// the key does not exist.
+	ExpireTime(ctx context.Context, key []byte) (at int64, ok bool, err error)
 	// MSet sets key/value pairs given as alternating elements.
 	MSet(ctx context.Context, kvs [][]byte) error
 	// Scan walks the keyspace with a Redis-style cursor (0 starts and ends a walk).

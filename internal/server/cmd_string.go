@@ -2,7 +2,6 @@ package server
 
 import (
 	"math"
-	"time"
 
 	"github.com/shoal-kv/shoal/internal/group"
 	"github.com/shoal-kv/shoal/internal/keyspace"
@@ -43,26 +42,23 @@ func (c *conn) getInto(key []byte) ([]byte, bool, error) {
 	return val, ok, err
 }
 
-// setOptions are the parsed options of SET beyond those the backend executes.
-type setOptions struct {
-	expire     []byte // the EX/PX/EXAT/PXAT argument, nil if none
-	expireUnit byte   // 's' for EX/EXAT, 'm' for PX/PXAT
-	relative   bool   // EX or PX: the time is added to the clock
-	keepTTL    bool
-}
-
-// parseSetOptions parses SET's options with the exact precedence rules of Redis 7
+// parseSetOptions parses SET's options into a with the exact precedence rules of Redis 7
 // (parseExtendedStringArgumentsOrReply): NX and XX exclude each other, KEEPTTL and the expiry
 // options exclude each other, repeating the same option is allowed, and anything else is a
-// syntax error. It returns an error text, or "".
-func (c *conn) parseSetOptions(args [][]byte, a *group.SetArgs, o *setOptions) string {
+// syntax error. An expiry becomes a.ExpireAt as Redis computes it (setExpireAt). It returns an
+// error text, or "".
+func (c *conn) parseSetOptions(args [][]byte, a *group.SetArgs) string {
 	const (
 		fEX = 1 << iota
 		fPX
 		fEXAT
 		fPXAT
 	)
-	var exp int
+	var (
+		exp               int
+		expire            []byte // the EX/PX/EXAT/PXAT argument, nil if none
+		seconds, relative bool   // EX/EXAT count seconds; EX/PX are added to the clock
+	)
 	for j := 3; j < len(args); j++ {
 		opt := args[j]
 		hasNext := j+1 < len(args)
@@ -74,45 +70,33 @@ func (c *conn) parseSetOptions(args [][]byte, a *group.SetArgs, o *setOptions) s
 		case equalFold(opt, "get"):
 			a.Get = true
 		case equalFold(opt, "keepttl") && exp == 0:
-			o.keepTTL = true
-		case equalFold(opt, "ex") && !o.keepTTL && exp&^fEX == 0 && hasNext:
+			a.KeepTTL = true
+		case equalFold(opt, "ex") && !a.KeepTTL && exp&^fEX == 0 && hasNext:
 			exp |= fEX
-			o.expire, o.expireUnit, o.relative = args[j+1], 's', true
+			expire, seconds, relative = args[j+1], true, true
 			j++
-		case equalFold(opt, "px") && !o.keepTTL && exp&^fPX == 0 && hasNext:
+		case equalFold(opt, "px") && !a.KeepTTL && exp&^fPX == 0 && hasNext:
 			exp |= fPX
-			o.expire, o.expireUnit, o.relative = args[j+1], 'm', true
+			expire, seconds, relative = args[j+1], false, true
 			j++
-		case equalFold(opt, "exat") && !o.keepTTL && exp&^fEXAT == 0 && hasNext:
+		case equalFold(opt, "exat") && !a.KeepTTL && exp&^fEXAT == 0 && hasNext:
 			exp |= fEXAT
-			o.expire, o.expireUnit, o.relative = args[j+1], 's', false
+			expire, seconds, relative = args[j+1], true, false
 			j++
-		case equalFold(opt, "pxat") && !o.keepTTL && exp&^fPXAT == 0 && hasNext:
+		case equalFold(opt, "pxat") && !a.KeepTTL && exp&^fPXAT == 0 && hasNext:
 			exp |= fPXAT
-			o.expire, o.expireUnit, o.relative = args[j+1], 'm', false
+			expire, seconds, relative = args[j+1], false, false
 			j++
 		default:
 			return errSyntax
 		}
 	}
-	if o.expire != nil {
-		// Validate like Redis (getExpireMillisecondsOrReply) so that clients see the same
-		// error for a bad argument, then refuse: Shoal keys do not expire yet.
-		n, ok := parseInt(o.expire)
-		if !ok {
-			return errNotInteger
+	if expire != nil {
+		at, e := c.setExpireAt(expire, seconds, relative, "set")
+		if e != "" {
+			return e
 		}
-		if n <= 0 || (o.expireUnit == 's' && n > math.MaxInt64/1000) {
-			return errInvalidExpire
-		}
-		if o.expireUnit == 's' {
-			n *= 1000
-		}
-		// A relative time is added to the clock; Redis rejects a sum that overflows.
-		if o.relative && n > math.MaxInt64-time.Now().UnixMilli() {
-			return errInvalidExpire
-		}
-		return errNoExpiry
+		a.ExpireAt = at
 	}
 	return ""
 }
@@ -120,8 +104,7 @@ func (c *conn) parseSetOptions(args [][]byte, a *group.SetArgs, o *setOptions) s
 // cmdSet answers SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL].
 func cmdSet(c *conn, args [][]byte) {
 	a := group.SetArgs{Key: args[1], Val: args[2]}
-	var o setOptions
-	if e := c.parseSetOptions(args, &a, &o); e != "" {
+	if e := c.parseSetOptions(args, &a); e != "" {
 		c.w.Error(e)
 		return
 	}
@@ -231,18 +214,6 @@ func cmdType(c *conn, args [][]byte) {
 	default:
 		c.w.SimpleString("none")
 	}
-}
-
-// cmdTTL answers TTL and PTTL key: -1 for a key (Shoal keeps no expiry), -2 for a missing one,
-// as Redis answers both for keys without a time to live.
-func cmdTTL(c *conn, args [][]byte) {
-	n, err := c.s.backend.Exists(c.reqCtx(), args[1:2])
-	if n > 0 {
-		n = -1
-	} else {
-		n = -2
-	}
-	c.intReply(n, err)
 }
 
 // cmdAppend answers APPEND key value with the new length.

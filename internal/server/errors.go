@@ -16,8 +16,8 @@ const (
 	errIntRange        = "ERR value is out of range, value must between -2147483648 and 2147483647"
 	errDecrOverflow    = "ERR decrement would overflow"
 	errInvalidCursor   = "ERR invalid cursor"
-	errInvalidExpire   = "ERR invalid expire time in 'set' command"
-	errNoExpiry        = "ERR expiry is not supported by shoal"
+	errExpireNX        = "ERR NX and XX, GT or LT options at the same time are not compatible"
+	errExpireGTLT      = "ERR GT and LT options at the same time are not compatible"
 	errSelectCluster   = "ERR SELECT is not allowed in cluster mode"
 	errMaxClients      = "ERR max number of clients reached"
 	errNoProto         = "NOPROTO unsupported protocol version"
@@ -30,6 +30,12 @@ const (
 	errRequestTimedOut = "TRYAGAIN request timed out"
 	errNoLeader        = "TRYAGAIN shard unavailable: no raft leader"
 )
+
+// invalidExpire is Redis's error for an expiry time out of range, naming the command
+// (addReplyErrorExpireTime).
+func invalidExpire(name string) string {
+	return "ERR invalid expire time in '" + name + "' command"
+}
 
 // backendError maps an error returned by the Backend to the reply text. State-machine
 // sentinels keep their Redis texts; everything else means the shard could not serve the

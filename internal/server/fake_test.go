@@ -7,23 +7,33 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/shoal-kv/shoal/internal/group"
 	"github.com/shoal-kv/shoal/internal/keyspace"
 )
 
-// fakeBackend is an in-memory Backend with the state-machine semantics of package group.
+// fakeBackend is an in-memory Backend with the state-machine semantics of package group,
+// expiry included: a value whose expiry is not after the fake's clock is gone.
 // fail, when set, is returned by every call; block makes every call wait for its context.
 type fakeBackend struct {
 	mu    sync.Mutex
-	m     map[string][]byte
+	m     map[string]fakeValue
 	fail  error
 	block bool
 	// maxValue, when set, stands in for group.MaxValueLen in APPEND.
 	maxValue int
+	// now, when set, replaces time.Now; tests share it with the server (Config.Clock).
+	now func() time.Time
 }
 
-func newFakeBackend() *fakeBackend { return &fakeBackend{m: map[string][]byte{}} }
+// fakeValue is a stored value and its expiry in Unix milliseconds (0: never).
+type fakeValue struct {
+	val []byte
+	at  int64
+}
+
+func newFakeBackend() *fakeBackend { return &fakeBackend{m: map[string]fakeValue{}} }
 
 func (f *fakeBackend) check(ctx context.Context) error {
 	f.mu.Lock()
@@ -34,6 +44,35 @@ func (f *fakeBackend) check(ctx context.Context) error {
 		return ctx.Err()
 	}
 	return fail
+}
+
+// nowMillis is the fake's clock; f.mu is held.
+func (f *fakeBackend) nowMillis() int64 {
+	if f.now != nil {
+		return f.now().UnixMilli()
+	}
+	return time.Now().UnixMilli()
+}
+
+// live returns key's value if it exists and has not expired, deleting it if it has; f.mu is
+// held.
+func (f *fakeBackend) live(key []byte) (fakeValue, bool) {
+	v, ok := f.m[string(key)]
+	if ok && v.at != 0 && v.at <= f.nowMillis() {
+		delete(f.m, string(key))
+		return fakeValue{}, false
+	}
+	return v, ok
+}
+
+// store writes val expiring at at, or deletes key when at is not in the future, as group
+// does; f.mu is held.
+func (f *fakeBackend) store(key, val []byte, at int64) {
+	if at != 0 && at <= f.nowMillis() {
+		delete(f.m, string(key))
+		return
+	}
+	f.m[string(key)] = fakeValue{val: bytes.Clone(val), at: at}
 }
 
 func (f *fakeBackend) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
@@ -47,11 +86,11 @@ func (f *fakeBackend) GetAppend(ctx context.Context, key, dst []byte) ([]byte, b
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	v, ok := f.m[string(key)]
+	v, ok := f.live(key)
 	if !ok {
 		return dst, false, nil
 	}
-	return append(dst, v...), true, nil
+	return append(dst, v.val...), true, nil
 }
 
 func (f *fakeBackend) MGet(ctx context.Context, keys [][]byte) ([][]byte, []bool, error) {
@@ -63,8 +102,8 @@ func (f *fakeBackend) MGet(ctx context.Context, keys [][]byte) ([][]byte, []bool
 	vals := make([][]byte, len(keys))
 	found := make([]bool, len(keys))
 	for i, k := range keys {
-		v, ok := f.m[string(k)]
-		vals[i], found[i] = bytes.Clone(v), ok
+		v, ok := f.live(k)
+		vals[i], found[i] = bytes.Clone(v.val), ok
 	}
 	return vals, found, nil
 }
@@ -77,7 +116,7 @@ func (f *fakeBackend) Exists(ctx context.Context, keys [][]byte) (int64, error) 
 	defer f.mu.Unlock()
 	var n int64
 	for _, k := range keys {
-		if _, ok := f.m[string(k)]; ok {
+		if _, ok := f.live(k); ok {
 			n++
 		}
 	}
@@ -90,17 +129,62 @@ func (f *fakeBackend) Set(ctx context.Context, a group.SetArgs) (group.SetResult
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	old, had := f.m[string(a.Key)]
+	old, had := f.live(a.Key)
 	var r group.SetResult
 	if a.Get {
-		r.Old, r.HadOld = bytes.Clone(old), had
+		r.Old, r.HadOld = bytes.Clone(old.val), had
 	}
 	if (a.NX && had) || (a.XX && !had) {
 		return r, nil
 	}
-	f.m[string(a.Key)] = bytes.Clone(a.Val)
+	at := a.ExpireAt
+	if a.KeepTTL {
+		at = old.at
+	}
+	f.store(a.Key, a.Val, at)
 	r.Done = true
 	return r, nil
+}
+
+// Expire follows group.Group.Expire: conditions judged against the live key, a key without
+// expiry counting as expiring never, and a time not in the future deleting the key.
+func (f *fakeBackend) Expire(ctx context.Context, a group.ExpireArgs) (bool, error) {
+	if err := f.check(ctx); err != nil {
+		return false, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, ok := f.live(a.Key)
+	if !ok {
+		return false, nil
+	}
+	if a.Persist {
+		if v.at == 0 {
+			return false, nil
+		}
+		f.store(a.Key, v.val, 0)
+		return true, nil
+	}
+	if a.NX && v.at != 0 || a.XX && v.at == 0 || a.GT && (v.at == 0 || a.At <= v.at) ||
+		a.LT && v.at != 0 && a.At >= v.at {
+		return false, nil
+	}
+	at := a.At
+	if at <= 0 {
+		at = -1 // as in group: 0 is as past as any time before 1970, not "no expiry"
+	}
+	f.store(a.Key, v.val, at)
+	return true, nil
+}
+
+func (f *fakeBackend) ExpireTime(ctx context.Context, key []byte) (int64, bool, error) {
+	if err := f.check(ctx); err != nil {
+		return 0, false, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, ok := f.live(key)
+	return v.at, ok, nil
 }
 
 func (f *fakeBackend) Del(ctx context.Context, keys [][]byte) (int64, error) {
@@ -111,7 +195,7 @@ func (f *fakeBackend) Del(ctx context.Context, keys [][]byte) (int64, error) {
 	defer f.mu.Unlock()
 	var n int64
 	for _, k := range keys {
-		if _, ok := f.m[string(k)]; ok {
+		if _, ok := f.live(k); ok {
 			delete(f.m, string(k))
 			n++
 		}
@@ -119,17 +203,19 @@ func (f *fakeBackend) Del(ctx context.Context, keys [][]byte) (int64, error) {
 	return n, nil
 }
 
+// Append keeps the key's expiry, as Redis does.
 func (f *fakeBackend) Append(ctx context.Context, key, val []byte) (int64, error) {
 	if err := f.check(ctx); err != nil {
 		return 0, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	v := append(bytes.Clone(f.m[string(key)]), val...)
+	old, _ := f.live(key)
+	v := append(bytes.Clone(old.val), val...)
 	if len(v) > cmp.Or(f.maxValue, group.MaxValueLen) {
 		return 0, group.ErrTooLarge
 	}
-	f.m[string(key)] = v
+	f.m[string(key)] = fakeValue{val: v, at: old.at}
 	return int64(len(v)), nil
 }
 
@@ -139,11 +225,12 @@ func (f *fakeBackend) GetDel(ctx context.Context, key []byte) ([]byte, bool, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	v, ok := f.m[string(key)]
+	v, ok := f.live(key)
 	delete(f.m, string(key))
-	return v, ok, nil
+	return v.val, ok, nil
 }
 
+// IncrBy keeps the key's expiry, as Redis does.
 func (f *fakeBackend) IncrBy(ctx context.Context, key []byte, delta int64) (int64, error) {
 	if err := f.check(ctx); err != nil {
 		return 0, err
@@ -151,8 +238,9 @@ func (f *fakeBackend) IncrBy(ctx context.Context, key []byte, delta int64) (int6
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var cur int64
-	if v, ok := f.m[string(key)]; ok {
-		n, ok := parseInt(v)
+	old, had := f.live(key)
+	if had {
+		n, ok := parseInt(old.val)
 		if !ok {
 			return 0, group.ErrNotInteger
 		}
@@ -162,10 +250,11 @@ func (f *fakeBackend) IncrBy(ctx context.Context, key []byte, delta int64) (int6
 		return 0, group.ErrOverflow
 	}
 	cur += delta
-	f.m[string(key)] = strconv.AppendInt(nil, cur, 10)
+	f.m[string(key)] = fakeValue{val: strconv.AppendInt(nil, cur, 10), at: old.at}
 	return cur, nil
 }
 
+// MSet removes the keys' expiries, as Redis does.
 func (f *fakeBackend) MSet(ctx context.Context, kvs [][]byte) error {
 	if err := f.check(ctx); err != nil {
 		return err
@@ -173,7 +262,7 @@ func (f *fakeBackend) MSet(ctx context.Context, kvs [][]byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i := 0; i+1 < len(kvs); i += 2 {
-		f.m[string(kvs[i])] = bytes.Clone(kvs[i+1])
+		f.store(kvs[i], kvs[i+1], 0)
 	}
 	return nil
 }
@@ -185,6 +274,7 @@ func (f *fakeBackend) Scan(ctx context.Context, cursor uint64, match []byte, cou
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.reap()
 	keys := make([]string, 0, len(f.m))
 	for k := range f.m {
 		keys = append(keys, k)
@@ -204,12 +294,20 @@ func (f *fakeBackend) Scan(ctx context.Context, cursor uint64, match []byte, cou
 	return uint64(end), out, nil
 }
 
+// reap deletes every expired key; f.mu is held.
+func (f *fakeBackend) reap() {
+	for k := range f.m {
+		f.live([]byte(k))
+	}
+}
+
 func (f *fakeBackend) DBSize(ctx context.Context) (int64, error) {
 	if err := f.check(ctx); err != nil {
 		return 0, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.reap()
 	return int64(len(f.m)), nil
 }
 

@@ -150,7 +150,7 @@ func FuzzCommands(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		be.mu.Lock()
-		be.m = map[string][]byte{} // keep the fake's memory bounded across inputs
+		be.m = map[string]fakeValue{} // keep the fake's memory bounded across inputs
 		be.mu.Unlock()
 		lo, hi := expectedReplies(data)
 

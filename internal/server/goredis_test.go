@@ -45,9 +45,14 @@ func TestGoRedisClient(t *testing.T) {
 	if old, err := rdb.SetArgs(ctx, "k", "x", redis.SetArgs{Get: true}).Result(); err != nil || old != "w" {
 		t.Fatalf("SET GET = %q, %v", old, err)
 	}
-	if err := rdb.SetArgs(ctx, "k", "x", redis.SetArgs{TTL: time.Second}).Err(); err == nil ||
-		err.Error() != "ERR expiry is not supported by shoal" {
+	if err := rdb.SetArgs(ctx, "k", "x", redis.SetArgs{TTL: time.Minute}).Err(); err != nil {
 		t.Fatalf("SET EX: %v", err)
+	}
+	if d, err := rdb.TTL(ctx, "k").Result(); err != nil || d != time.Minute {
+		t.Fatalf("TTL = %v, %v", d, err)
+	}
+	if ok, err := rdb.Persist(ctx, "k").Result(); err != nil || !ok {
+		t.Fatalf("PERSIST = %v, %v", ok, err)
 	}
 	if err := rdb.Incr(ctx, "k").Err(); err == nil || err.Error() != "ERR value is not an integer or out of range" {
 		t.Fatalf("INCR non-integer: %v", err)

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,21 @@ func TestPipelinedWritesReplyAsSequential(t *testing.T) {
 			{"APPEND", k("b"), "yz"},
 			{"MSET", k("m1"), "1", k("m2"), "2"},
 			{"MSET", k("m1")},
-			{"SET", k("e"), "1", "EX", "10"},
+			{"SET", k("e"), "1", "EX", "100"},
+			{"SET", k("e"), "2", "KEEPTTL", "GET"},
+			{"SET", k("x"), "1", "PX", "100000"},
+			{"SET", k("x"), "2", "PXAT", "1"}, // already past: deletes
+			{"SETEX", k("se"), "100", "v"},
+			{"PSETEX", k("pe"), "100000", "v"},
+			{"SETEX", k("se2"), "0", "v"},
+			{"SET", k("n"), "1", "EXAT", "9223372036854775"},
+			{"TTL", k("e")}, // not started: answered once the writes before it are
+			{"TTL", k("x")},
+			{"TTL", k("se")},
+			{"TTL", k("pe")},
+			{"PEXPIRETIME", k("n")},
+			{"SET", k("e"), "3"},
+			{"TTL", k("e")},
 			{"SET", k("e"), "1", "BOGUS"},
 			{"DEL", k("a"), k("m1"), k("zz")},
 			{"GET", k("m2")},
@@ -56,6 +71,17 @@ func TestPipelinedWritesReplyAsSequential(t *testing.T) {
 		if !bytes.Equal(pipelined[i], sequential[i]) {
 			t.Errorf("command %d %q: pipelined reply %q, sequential reply %q", i, script("")[i], pipelined[i], sequential[i])
 		}
+	}
+	// The expiries the started writes carried, as read back (well within the 500 ms that would
+	// round TTL 100 down).
+	var ttls []string
+	for i, cmd := range script("") {
+		if cmd[0] == "TTL" || cmd[0] == "PEXPIRETIME" {
+			ttls = append(ttls, strings.TrimSpace(string(pipelined[i])))
+		}
+	}
+	if want := []string{":100", ":-2", ":100", ":100", ":9223372036854775000", ":-1"}; !slices.Equal(ttls, want) {
+		t.Errorf("TTLs after pipelined writes with expiries: %q, want %q", ttls, want)
 	}
 }
 

@@ -119,14 +119,19 @@ func (c *conn) tryStart(cmd *command, args [][]byte) bool {
 	switch cmd.name {
 	case "set":
 		w.Op, w.Set = group.WriteSet, group.SetArgs{Key: args[1], Val: args[2]}
-		var o setOptions
-		if c.parseSetOptions(args, &w.Set, &o) != "" {
+		if c.parseSetOptions(args, &w.Set) != "" {
 			return false
 		}
 		kind = replySet
 		if w.Set.Get {
 			kind = replySetGet
 		}
+	case "setex", "psetex":
+		at, e := c.setExpireAt(args[2], cmd.name == "setex", true, cmd.name)
+		if e != "" {
+			return false
+		}
+		w.Op, w.Set, kind = group.WriteSet, group.SetArgs{Key: args[1], Val: args[3], ExpireAt: at}, replySet
 	case "del":
 		w.Op, w.Args = group.WriteDel, args[1:]
 	case "append":
@@ -167,4 +172,4 @@ func (c *conn) tryStart(cmd *command, args [][]byte) bool {
 
 // pipelinedCommands are the commands tryStart can start: the writes, and the session wrapper
 // around them.
-var pipelinedCommands = []string{"set", "del", "append", "incr", "decr", "incrby", "decrby", "mset", "shoal.at"}
+var pipelinedCommands = []string{"set", "setex", "psetex", "del", "append", "incr", "decr", "incrby", "decrby", "mset", "shoal.at"}

@@ -65,6 +65,9 @@ type Config struct {
 	MaxMemory int64
 	// UsedMemory reports the bytes the store holds; required when MaxMemory is set.
 	UsedMemory func() int64
+	// Clock is the time relative expiries (EX, PX, EXPIRE, ...) are added to and TTL and PTTL
+	// count down from; nil means time.Now. Tests set it to control the time.
+	Clock func() time.Time
 }
 
 // Server serves the Redis protocol on one listener. Create it with New, then Start it; Close
@@ -137,6 +140,14 @@ func New(cfg Config) *Server {
 	s.appender, _ = cfg.Backend.(ValueAppender)
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	return s
+}
+
+// nowMillis is the server's clock in Unix milliseconds, the base of relative expiry times.
+func (s *Server) nowMillis() int64 {
+	if s.cfg.Clock != nil {
+		return s.cfg.Clock().UnixMilli()
+	}
+	return time.Now().UnixMilli()
 }
 
 // Start listens on Config.Addr and returns once the listener is open; connections are then

@@ -68,10 +68,13 @@ var (
 	roFast     = []string{"readonly", "fast"}
 	wDenyFast  = []string{"write", "denyoom", "fast"}
 	wDeny      = []string{"write", "denyoom"}
+	wFast      = []string{"write", "fast"}
 	connFast   = []string{"loading", "stale", "fast"}
 	aclReadStr = []string{"@read", "@string", "@fast"}
 	aclWStrF   = []string{"@write", "@string", "@fast"}
 	aclWStrS   = []string{"@write", "@string", "@slow"}
+	aclKeyR    = []string{"@keyspace", "@read", "@fast"}
+	aclKeyW    = []string{"@keyspace", "@write", "@fast"}
 	aclConnF   = []string{"@fast", "@connection"}
 	aclConnS   = []string{"@slow", "@connection"}
 	aclSlow    = []string{"@slow"}
@@ -120,9 +123,27 @@ func init() {
 		{name: "type", arity: 2, flags: roFast, firstKey: 1, lastKey: 1, step: 1,
 			acl: []string{"@keyspace", "@read", "@fast"}, keySpecs: one("RO"), run: cmdType},
 		{name: "ttl", arity: 2, flags: roFast, firstKey: 1, lastKey: 1, step: 1,
-			acl: []string{"@keyspace", "@read", "@fast"}, tips: nondetOut, keySpecs: one("RO", "access"), run: cmdTTL},
+			acl: aclKeyR, tips: nondetOut, keySpecs: one("RO", "access"), run: cmdTTL},
 		{name: "pttl", arity: 2, flags: roFast, firstKey: 1, lastKey: 1, step: 1,
-			acl: []string{"@keyspace", "@read", "@fast"}, tips: nondetOut, keySpecs: one("RO", "access"), run: cmdTTL},
+			acl: aclKeyR, tips: nondetOut, keySpecs: one("RO", "access"), run: cmdPTTL},
+		{name: "expiretime", arity: 2, flags: roFast, firstKey: 1, lastKey: 1, step: 1,
+			acl: aclKeyR, keySpecs: one("RO", "access"), run: cmdExpireTime},
+		{name: "pexpiretime", arity: 2, flags: roFast, firstKey: 1, lastKey: 1, step: 1,
+			acl: aclKeyR, keySpecs: one("RO", "access"), run: cmdPExpireTime},
+		{name: "expire", arity: -3, flags: wFast, firstKey: 1, lastKey: 1, step: 1,
+			acl: aclKeyW, keySpecs: one("RW", "update"), run: cmdExpire},
+		{name: "pexpire", arity: -3, flags: wFast, firstKey: 1, lastKey: 1, step: 1,
+			acl: aclKeyW, keySpecs: one("RW", "update"), run: cmdPExpire},
+		{name: "expireat", arity: -3, flags: wFast, firstKey: 1, lastKey: 1, step: 1,
+			acl: aclKeyW, keySpecs: one("RW", "update"), run: cmdExpireAt},
+		{name: "pexpireat", arity: -3, flags: wFast, firstKey: 1, lastKey: 1, step: 1,
+			acl: aclKeyW, keySpecs: one("RW", "update"), run: cmdPExpireAt},
+		{name: "persist", arity: 2, flags: wFast, firstKey: 1, lastKey: 1, step: 1,
+			acl: aclKeyW, keySpecs: one("RW", "update"), run: cmdPersist},
+		{name: "setex", arity: 4, flags: wDeny, firstKey: 1, lastKey: 1, step: 1, acl: aclWStrS,
+			keySpecs: one("OW", "update"), run: cmdSetEx},
+		{name: "psetex", arity: 4, flags: wDeny, firstKey: 1, lastKey: 1, step: 1, acl: aclWStrS,
+			keySpecs: one("OW", "update"), run: cmdPSetEx},
 		{name: "incr", arity: 2, flags: wDenyFast, firstKey: 1, lastKey: 1, step: 1, acl: aclWStrF,
 			keySpecs: one("RW", "access", "update"), run: cmdIncr},
 		{name: "decr", arity: 2, flags: wDenyFast, firstKey: 1, lastKey: 1, step: 1, acl: aclWStrF,
