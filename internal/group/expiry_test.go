@@ -120,6 +120,12 @@ func clockedGroups(clocks ...*fakeClock) []*Group {
 	return l.groups
 }
 
+// clockedGroup is one replica on a fake clock set to a fixed time.
+func clockedGroup() (*Group, *fakeClock, context.Context) {
+	c := &fakeClock{now: time.UnixMilli(1_700_000_000_000)}
+	return clockedGroups(c)[0], c, context.Background()
+}
+
 // sameTables fails unless every replica holds the same stored pairs, headers included.
 func sameTables(t *testing.T, what string, gs []*Group) {
 	t.Helper()
@@ -225,8 +231,7 @@ func TestWritesJudgeExpiryByTheirTime(t *testing.T) {
 }
 
 func TestExpiryKeptAndCleared(t *testing.T) {
-	c := &fakeClock{now: time.UnixMilli(1_700_000_000_000)}
-	g, ctx := clockedGroups(c)[0], context.Background()
+	g, c, ctx := clockedGroup()
 	later := c.now.Add(time.Hour).UnixMilli()
 	k := []byte("k")
 	expiry := func() int64 {
@@ -269,8 +274,7 @@ func TestExpiryKeptAndCleared(t *testing.T) {
 }
 
 func TestExpireConditions(t *testing.T) {
-	c := &fakeClock{now: time.UnixMilli(1_700_000_000_000)}
-	g, ctx := clockedGroups(c)[0], context.Background()
+	g, c, ctx := clockedGroup()
 	now := c.now.UnixMilli()
 	t1, t2 := now+10_000, now+20_000
 	k := []byte("k")
@@ -322,8 +326,7 @@ func TestExpireConditions(t *testing.T) {
 }
 
 func TestReadsHideExpiredKeys(t *testing.T) {
-	c := &fakeClock{now: time.UnixMilli(1_700_000_000_000)}
-	g, ctx := clockedGroups(c)[0], context.Background()
+	g, c, ctx := clockedGroup()
 	soon, later := c.now.Add(time.Second).UnixMilli(), c.now.Add(time.Hour).UnixMilli()
 	for i := range 20 {
 		at := later
@@ -383,8 +386,7 @@ func TestCommandCarriesItsTime(t *testing.T) {
 }
 
 func TestSnapshotKeepsExpiries(t *testing.T) {
-	c := &fakeClock{now: time.UnixMilli(1_700_000_000_000)}
-	g, ctx := clockedGroups(c)[0], context.Background()
+	g, c, ctx := clockedGroup()
 	at := c.now.Add(time.Hour).UnixMilli()
 	g.Set(ctx, SetArgs{Key: []byte("t"), Val: []byte("v"), ExpireAt: at})
 	g.Set(ctx, SetArgs{Key: []byte("p"), Val: []byte("v")})
