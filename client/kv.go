@@ -122,7 +122,8 @@ func (c *Client) Incr(ctx context.Context, key string, delta int64) (int64, erro
 }
 
 // CompareAndSwap sets key to new if and only if key exists and holds old, and reports whether
-// it did so. To create a key only if it is absent, use [Client.PutIfAbsent].
+// it did so; like [Client.Put], it leaves the key without expiry. To create a key only if it is
+// absent, use [Client.PutIfAbsent].
 //
 // It is sent as "SHOAL.CAS key VALUE old new" (reply :1 swapped, :0 not), inside the write's
 // session; a server that predates the command answers an error for which [IsUnknownCommand] is

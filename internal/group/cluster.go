@@ -11,6 +11,7 @@ import (
 
 	"github.com/shoal-kv/shoal/internal/controller"
 	"github.com/shoal-kv/shoal/internal/keyspace"
+	"github.com/shoal-kv/shoal/internal/table"
 )
 
 // slotState is what this group does with one slot in its current configuration. It is part of
@@ -133,6 +134,8 @@ func (g *Group) applyInstall(num uint64, data []byte) result {
 		return result{ok: false}
 	}
 	var installed int64
+	plain := !bytes.HasPrefix(data, handoffMarker)
+	data = bytes.TrimPrefix(data, handoffMarker)
 	err := readSlotChunks(data, func(slot uint16, sessions []byte, pairs []byte) error {
 		if g.cs.slots[slot] != slotPulling {
 			return nil // installed already (a retried install): keep the first copy
@@ -143,7 +146,7 @@ func (g *Group) applyInstall(num uint64, data []byte) result {
 			return err
 		}
 		g.sessions[slot] = s
-		n, err := g.tab.Import(bytes.NewReader(pairs))
+		n, err := g.importPairs(pairs, plain)
 		if err != nil {
 			return err
 		}
@@ -197,6 +200,33 @@ func (g *Group) applyCleaned(num uint64, r keyspace.Range) result {
 		}
 	}
 	return result{ok: true}
+}
+
+// handoffMarker opens hand-off data (Export) whose values carry headers (see wrapValue).
+// Hand-off data without it, from a version before expiry (pulled from a group not upgraded yet,
+// or an install entry such a version logged, replayed from the WAL), holds bare values, which get
+// headers as they are installed. 0xFFFF cannot open a slot chunk, so a version before expiry
+// refuses data with the marker instead of misreading it.
+var handoffMarker = []byte{0xFF, 0xFF, 1}
+
+// importPairs imports a table export into the table; plain says its values lack headers, which
+// are then added (for data written before expiry existed).
+func (g *Group) importPairs(pairs []byte, plain bool) (int, error) {
+	if !plain {
+		return g.tab.Import(bytes.NewReader(pairs))
+	}
+	bare := table.New()
+	n, err := bare.Import(bytes.NewReader(pairs))
+	if err != nil {
+		return 0, err
+	}
+	var buf []byte
+	bare.Range(keyspace.All(), func(k, v []byte) bool {
+		buf = wrapValue(buf[:0], v, 0)
+		g.tab.Set(k, buf)
+		return true
+	})
+	return n, nil
 }
 
 // writeSlotChunk appends one slot's hand-off record: slot u16, sessions (len-prefixed),
@@ -277,6 +307,7 @@ func (g *Group) Export(ctx context.Context, num uint64, r keyspace.Range, maxByt
 		return nil, 0, 0, fmt.Errorf("configuration %d is over: this group is at %d", num, g.cs.cfg.Num)
 	}
 	var buf bytes.Buffer
+	buf.Write(handoffMarker)
 	s := int(r.Lo)
 	for ; s < int(r.Hi); s++ {
 		if g.cs.slots[s] != slotGiving {

@@ -2,8 +2,10 @@ package group
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
+	"errors"
 	"time"
 
 	"github.com/shoal-kv/shoal/internal/keyspace"
@@ -163,33 +165,65 @@ func (g *Group) executeReap(c *command) result {
 }
 
 // reap has the keys a read found expired at (the latest of their expiries) deleted through the
-// log, so that the read, repeated, finds them gone.
-func (g *Group) reap(ctx context.Context, keys [][]byte, at int64) error {
-	_, err := g.propose(ctx, &command{op: opReap, at: max(at, g.nowMillis()), args: keys})
-	return err
+// log, so that the read, repeated, finds them gone; it returns how many it deleted (those found
+// rewritten since are not).
+func (g *Group) reap(ctx context.Context, keys [][]byte, at int64) (int64, error) {
+	res, err := g.propose(ctx, &command{op: opReap, at: max(at, g.nowMillis()), args: keys})
+	if err == nil {
+		err = res.err
+	}
+	return res.n, err
 }
+
+// maxReadReaps bounds how often a read of several keys reaps and reads again: each time, some
+// were rewritten with values already expired by this replica's clock, which only a clock far
+// ahead of the writers' keeps doing.
+const maxReadReaps = 8
+
+// errKeepExpiring is a read of several keys that gave up after maxReadReaps.
+var errKeepExpiring = errors.New("group: values keep expiring as they are read (is this replica's clock ahead?)")
 
 // Sweep reaps expired keys that no read or write has met, so that their memory comes back: it
 // looks at about budget keys from where the previous call stopped, walking the slots that may
-// hold expiring values in turn, and has those it finds expired deleted through the log. The
-// owner calls it periodically on the leader, never concurrently with itself; it returns how many
-// keys it reaped.
+// hold expiring values in turn, and has those it finds expired deleted through the log, one reap
+// per slot (a slot handed off meanwhile fails its own reap, not the others). The owner calls it
+// periodically on the leader with a deadline, never concurrently with itself; it returns how
+// many keys it reaped, and the first error.
 func (g *Group) Sweep(ctx context.Context, budget int) (int, error) {
-	reap, latest := g.sweepScan(budget)
-	n := 0
-	for len(reap) > 0 {
-		batch := reap[:min(len(reap), maxReapBatch)]
-		reap = reap[len(batch):]
-		if err := g.reap(ctx, batch, latest); err != nil {
-			return n, err
+	var ps []pending
+	var first error
+	for _, b := range g.sweepScan(budget) {
+		p, err := g.start(ctx, &command{op: opReap, at: max(b.latest, g.nowMillis()), args: b.keys})
+		if err != nil {
+			first = cmp.Or(first, err)
+			continue
 		}
-		n += len(batch)
+		ps = append(ps, p)
 	}
-	return n, nil
+	n := 0
+	for _, p := range ps {
+		res, err := p.wait(ctx)
+		if err == nil {
+			err = res.err
+		}
+		if err != nil {
+			first = cmp.Or(first, err)
+			continue
+		}
+		n += int(res.n)
+	}
+	return n, first
 }
 
 // maxReapBatch bounds the keys of one reap command the sweep proposes.
 const maxReapBatch = 512
+
+// reapBatch is a reap the sweep proposes: expired keys of one slot, and the latest of their
+// expiries.
+type reapBatch struct {
+	keys   [][]byte
+	latest int64
+}
 
 // sweepState is where Sweep is in its walk; only Sweep touches it.
 type sweepState struct {
@@ -199,9 +233,8 @@ type sweepState struct {
 	expires bool   // whether this walk of the slot met a value with an expiry
 }
 
-// sweepScan collects the expired keys of Sweep's next budget keys and the latest of their
-// expiries.
-func (g *Group) sweepScan(budget int) (reap [][]byte, latest int64) {
+// sweepScan collects the expired keys of Sweep's next budget keys, in batches of one slot.
+func (g *Group) sweepScan(budget int) (batches []reapBatch) {
 	now := g.nowMillis()
 	w := &g.sweep
 	var buf [expiringHdr]byte
@@ -218,6 +251,7 @@ func (g *Group) sweepScan(budget int) (reap [][]byte, latest int64) {
 				continue
 			}
 		}
+		var b *reapBatch
 		w.pos = g.tab.ScanRange(keyspace.SlotRange(uint16(s)), w.pos, budget-seen, func(k []byte) {
 			seen++
 			at, ok := g.peekExpiry(k, buf[:])
@@ -225,9 +259,14 @@ func (g *Group) sweepScan(budget int) (reap [][]byte, latest int64) {
 				return
 			}
 			w.expires = true
-			if expired(at, now) {
-				reap, latest = append(reap, bytes.Clone(k)), max(latest, at)
+			if !expired(at, now) {
+				return
 			}
+			if b == nil || len(b.keys) == maxReapBatch {
+				batches = append(batches, reapBatch{})
+				b = &batches[len(batches)-1]
+			}
+			b.keys, b.latest = append(b.keys, bytes.Clone(k)), max(b.latest, at)
 		})
 		if w.pos == 0 {
 			if !w.expires {
@@ -238,7 +277,7 @@ func (g *Group) sweepScan(budget int) (reap [][]byte, latest int64) {
 			w.slot = (s + 1) % keyspace.NumSlots
 		}
 	}
-	return reap, latest
+	return batches
 }
 
 // noteExpiring records that slot may hold a value with an expiry, for Sweep.

@@ -353,8 +353,13 @@ func (g *Group) execute(c *command) result {
 		var old []byte
 		var oldAt int64
 		var had bool
-		if c.flags&(setGet|setNX|setXX|setKeepTTL) != 0 {
+		switch {
+		case c.flags&setGet != 0:
 			old, oldAt, had = g.current(key, c.at)
+		case c.flags&(setNX|setXX|setKeepTTL) != 0:
+			// The header is all these need: neither the copy nor the result (which the
+			// at-most-once record keeps) should hold a whole old value.
+			oldAt, had = g.liveExpiry(key, c.at)
 		}
 		if (c.flags&setNX != 0 && had) || (c.flags&setXX != 0 && !had) {
 			return result{val: old, ok: false, n: b2i(had)}

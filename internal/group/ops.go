@@ -1,6 +1,7 @@
 package group
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -38,8 +39,10 @@ func (g *Group) GetAppendSlot(ctx context.Context, key []byte, slot uint16, dst 
 		if err != nil || at == 0 {
 			return v, ok, err
 		}
-		if err := g.reap(ctx, [][]byte{key}, at); err != nil {
-			return nil, false, err
+		// Once the reap deleted the key, absence is the answer (as of the reap); if it found
+		// the key rewritten, read that.
+		if n, err := g.reap(ctx, [][]byte{key}, at); err != nil || n == 1 {
+			return dst, false, err
 		}
 	}
 }
@@ -72,15 +75,16 @@ func (g *Group) getAppend(ctx context.Context, key []byte, slot uint16, dst []by
 
 // MGet returns the values of keys; found[i] tells a missing key from an empty value.
 func (g *Group) MGet(ctx context.Context, keys [][]byte) ([][]byte, []bool, error) {
-	for {
+	for range maxReadReaps {
 		vals, found, reap, at, err := g.mget(ctx, keys)
 		if err != nil || len(reap) == 0 {
 			return vals, found, err
 		}
-		if err := g.reap(ctx, reap, at); err != nil {
+		if _, err := g.reap(ctx, reap, at); err != nil {
 			return nil, nil, err
 		}
 	}
+	return nil, nil, errKeepExpiring
 }
 
 // mget is one attempt of MGet; it returns the keys it found expired, and the latest of their
@@ -115,15 +119,16 @@ func (g *Group) mget(ctx context.Context, keys [][]byte) (vals [][]byte, found [
 
 // Exists counts the keys that exist, counting repeated keys repeatedly as Redis does.
 func (g *Group) Exists(ctx context.Context, keys [][]byte) (int64, error) {
-	for {
+	for range maxReadReaps {
 		n, reap, at, err := g.exists(ctx, keys)
 		if err != nil || len(reap) == 0 {
 			return n, err
 		}
-		if err := g.reap(ctx, reap, at); err != nil {
+		if _, err := g.reap(ctx, reap, at); err != nil {
 			return 0, err
 		}
 	}
+	return 0, errKeepExpiring
 }
 
 // exists is one attempt of Exists, returning like mget the keys it found expired.
@@ -160,7 +165,7 @@ func (g *Group) ExpireTime(ctx context.Context, key []byte) (at int64, ok bool, 
 		if err != nil || expiredAt == 0 {
 			return at, ok, err
 		}
-		if err := g.reap(ctx, [][]byte{key}, expiredAt); err != nil {
+		if n, err := g.reap(ctx, [][]byte{key}, expiredAt); err != nil || n == 1 {
 			return 0, false, err
 		}
 	}
@@ -248,28 +253,45 @@ func (g *Group) Scan(ctx context.Context, cursor uint64, match []byte, count int
 	return g.ScanRange(ctx, keyspace.All(), cursor, match, count)
 }
 
-// ScanRange is Scan restricted to the slots of r: it returns 0 when it reaches r.Hi.
+// ScanRange is Scan restricted to the slots of r: it returns 0 when it reaches r.Hi. The expired
+// keys it meets are left out and reaped, as Redis's SCAN does: what one read saw expire, none
+// after it may see again.
 func (g *Group) ScanRange(ctx context.Context, r keyspace.Range, cursor uint64, match []byte, count int) (uint64, [][]byte, error) {
-	if err := g.barrier(ctx); err != nil {
+	next, keys, reap, latest, err := g.scanRange(ctx, r, cursor, match, count)
+	if err == nil && len(reap) > 0 {
+		_, err = g.reap(ctx, reap, latest)
+	}
+	if err != nil {
 		return 0, nil, err
+	}
+	return next, keys, nil
+}
+
+func (g *Group) scanRange(ctx context.Context, r keyspace.Range, cursor uint64, match []byte, count int) (next uint64, keys, reap [][]byte, latest int64, err error) {
+	if err := g.barrier(ctx); err != nil {
+		return 0, nil, nil, 0, err
 	}
 	g.own.RLock()
 	defer g.own.RUnlock()
-	var keys [][]byte
 	now := g.nowMillis()
 	var buf [expiringHdr]byte
-	next := g.tab.ScanRange(r, cursor, count, func(k []byte) {
+	next = g.tab.ScanRange(r, cursor, count, func(k []byte) {
 		if !g.cs.slots[keyspace.Slot(k)].serves() {
 			return // frozen data of a slot handed off, or not ours
 		}
-		if at, ok := g.peekExpiry(k, buf[:]); !ok || expired(at, now) {
-			return // SCAN hides expired keys, as Redis does; reads and the sweep reap them
+		at, ok := g.peekExpiry(k, buf[:])
+		if !ok {
+			return
+		}
+		if expired(at, now) {
+			reap, latest = append(reap, bytes.Clone(k)), max(latest, at)
+			return
 		}
 		if len(match) == 0 || keyspace.Match(match, k) {
 			keys = append(keys, append([]byte(nil), k...))
 		}
 	})
-	return next, keys, nil
+	return next, keys, reap, latest, nil
 }
 
 // CompareAndSwap sets key to val if its current value equals old (or, when oldPresent is false,

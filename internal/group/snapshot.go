@@ -13,7 +13,6 @@ import (
 	"github.com/shoal-kv/shoal/internal/controller"
 	"github.com/shoal-kv/shoal/internal/keyspace"
 	"github.com/shoal-kv/shoal/internal/raftnode"
-	"github.com/shoal-kv/shoal/internal/table"
 )
 
 // Snapshot format (SHOALSM4), written by snapJob.Stream:
@@ -231,7 +230,9 @@ func (g *Group) restore(r io.ReaderAt, size int64, plain bool) error {
 	}
 	g.wbuf = nil
 	for s := range g.expiring {
-		g.expiring[s].Store(1) // the pairs may carry expiries
+		// The pairs may carry expiries. Added, not stored: a sweep that began a walk of the
+		// slot before must not find its generation unchanged and clear it.
+		g.expiring[s].Add(1)
 	}
 	g.cs.cfg, g.cs.prev, g.cs.slots = sc.cfgs[0], sc.cfgs[1], sc.slots
 	g.sessions = sc.sessions
@@ -618,17 +619,9 @@ func (g *Group) restoreV2(b []byte) error {
 	g.own.Lock()
 	defer g.own.Unlock()
 	g.tab.Reset()
-	// Its values lack headers: imported aside, then stored with them.
-	plain := table.New()
-	if _, err := plain.Import(bytes.NewReader(d.b)); err != nil {
+	if _, err := g.importPairs(d.b, true); err != nil { // values without headers
 		return fmt.Errorf("group restore: %w", err)
 	}
-	plain.Range(keyspace.All(), func(k, v []byte) bool {
-		g.wbuf = wrapValue(g.wbuf[:0], v, 0)
-		g.tab.Set(k, g.wbuf)
-		return true
-	})
-	g.wbuf = nil
 	g.cs.cfg, g.cs.prev, g.cs.slots = cfgs[0], cfgs[1], slots
 	g.sessions = sessions
 	return nil

@@ -9,9 +9,10 @@ import (
 // every sweepEvery, and again at once while a tenth or more of them had expired (up to
 // sweepRounds times), as Redis's active expiry adapts to how much has expired.
 const (
-	sweepEvery  = 100 * time.Millisecond
-	sweepBudget = 2000
-	sweepRounds = 10
+	sweepEvery   = 100 * time.Millisecond
+	sweepTimeout = 2 * time.Second // a reap lost in a leader change is never answered
+	sweepBudget  = 2000
+	sweepRounds  = 10
 )
 
 // sweep runs until ctx ends.
@@ -28,7 +29,9 @@ func (n *Node) sweep(ctx context.Context) {
 			if !n.raft.IsLeader() {
 				break
 			}
-			reaped, err := n.group.Sweep(ctx, sweepBudget)
+			sctx, cancel := context.WithTimeout(ctx, sweepTimeout)
+			reaped, err := n.group.Sweep(sctx, sweepBudget)
+			cancel()
 			if err != nil {
 				n.log.Debug("expiry sweep", "err", err)
 				break
