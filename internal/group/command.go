@@ -59,6 +59,7 @@ const (
 	expGT
 	expLT
 	expPersist
+	expGetValue // GETEX: the result carries the value
 )
 
 // cmdAt marks a command that carries its proposer's clock (at). Commands logged by versions

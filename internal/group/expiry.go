@@ -135,21 +135,27 @@ func (g *Group) executeExpire(c *command) result {
 	if !ok {
 		return result{}
 	}
+	var res result
+	if c.flags&expGetValue != 0 { // GETEX: the value, whatever becomes of its expiry
+		res.val, res.ok = val, true
+	}
 	f, at := c.flags, c.delta
 	if f&expPersist != 0 {
 		if old == 0 {
-			return result{}
+			return res
 		}
 		g.store(key, val, 0, c.at)
-		return result{n: 1}
+		res.n = 1
+		return res
 	}
 	// A key without expiry counts as expiring never for GT and LT, as in Redis.
 	if f&expNX != 0 && old != 0 || f&expXX != 0 && old == 0 ||
 		f&expGT != 0 && (old == 0 || at <= old) || f&expLT != 0 && old != 0 && at >= old {
-		return result{}
+		return res
 	}
 	g.store(key, val, at, c.at)
-	return result{n: 1}
+	res.n = 1
+	return res
 }
 
 // executeReap applies opReap: it deletes those of its keys that have expired by its time.

@@ -563,3 +563,36 @@ func TestHandoffOfBareValues(t *testing.T) {
 		}
 	}
 }
+
+func TestGetEx(t *testing.T) {
+	g, c, ctx := clockedGroup()
+	k := []byte("k")
+	later := c.now.Add(time.Hour).UnixMilli()
+	if _, ok, err := g.GetEx(ctx, ExpireArgs{Key: k, At: later}); ok || err != nil {
+		t.Fatalf("GETEX of a missing key = %v, %v", ok, err)
+	}
+	if g.tab.Has(k) {
+		t.Fatal("GETEX created a key")
+	}
+	g.Set(ctx, SetArgs{Key: k, Val: []byte("v")})
+	// The conditions of EXPIRE do not apply to GETEX.
+	if v, ok, _ := g.GetEx(ctx, ExpireArgs{Key: k, At: later, XX: true}); !ok || string(v) != "v" {
+		t.Fatalf("GETEX = %q, %v", v, ok)
+	}
+	if at, _, _ := g.ExpireTime(ctx, k); at != later {
+		t.Fatalf("expiry after GETEX = %d, want %d", at, later)
+	}
+	if v, ok, _ := g.GetEx(ctx, ExpireArgs{Key: k, Persist: true}); !ok || string(v) != "v" {
+		t.Fatalf("GETEX PERSIST = %q, %v", v, ok)
+	}
+	if at, ok, _ := g.ExpireTime(ctx, k); !ok || at != 0 {
+		t.Fatalf("expiry after GETEX PERSIST = %d, %v", at, ok)
+	}
+	// A time already past answers the value and deletes the key, as in Redis.
+	if v, ok, _ := g.GetEx(ctx, ExpireArgs{Key: k, At: c.now.UnixMilli()}); !ok || string(v) != "v" {
+		t.Fatalf("GETEX in the past = %q, %v", v, ok)
+	}
+	if g.tab.Has(k) {
+		t.Fatal("GETEX in the past left the key")
+	}
+}

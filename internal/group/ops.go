@@ -191,7 +191,22 @@ func (g *Group) expireTime(ctx context.Context, key []byte) (at int64, ok bool, 
 // Expire sets or removes key's expiry (EXPIRE and its kin, PERSIST) and reports whether it did:
 // false when the key does not exist, one of its conditions failed, or PERSIST found no expiry.
 func (g *Group) Expire(ctx context.Context, a ExpireArgs) (bool, error) {
-	c := command{op: opExpire, delta: a.At, args: [][]byte{a.Key}}
+	res, err := g.propose(ctx, expireCommand(a, 0))
+	return res.n == 1, err
+}
+
+// GetEx returns key's value and sets or removes its expiry in the same step (GETEX with an
+// option): At, or Persist, as for Expire; the conditions do not apply. ok is false when the key
+// does not exist (nothing changes then).
+func (g *Group) GetEx(ctx context.Context, a ExpireArgs) (val []byte, ok bool, err error) {
+	a.NX, a.XX, a.GT, a.LT = false, false, false, false
+	res, err := g.propose(ctx, expireCommand(a, expGetValue))
+	return res.val, res.ok, err
+}
+
+// expireCommand is the opExpire of a, with more flags.
+func expireCommand(a ExpireArgs, flags byte) *command {
+	c := &command{op: opExpire, delta: a.At, flags: flags, args: [][]byte{a.Key}}
 	if c.delta <= 0 {
 		c.delta = -1 // in the command 0 is no expiry; any time up to 1970 is as past as -1
 	}
@@ -203,8 +218,7 @@ func (g *Group) Expire(ctx context.Context, a ExpireArgs) (bool, error) {
 			c.flags |= f.flag
 		}
 	}
-	res, err := g.propose(ctx, &c)
-	return res.n == 1, err
+	return c
 }
 
 // Set writes a value with SET's NX/XX/GET options.

@@ -92,7 +92,7 @@ var baseCommands = [][]string{
 	{"AUTH", "x"}, {"AUTH", "a", "b"}, {"AUTH"}, {"HELLO", "abc"},
 	{"HELLO", "2", "FOO"},
 	{"COMMAND", "INFO", "setex", "psetex", "expire", "pexpire", "expireat", "pexpireat", "persist"},
-	{"COMMAND", "INFO", "expiretime", "pexpiretime", "ttl", "pttl"},
+	{"COMMAND", "INFO", "expiretime", "pexpiretime", "ttl", "pttl", "getex"}, {"GETEX"},
 	{"SETEX"}, {"SETEX", "t", "10"}, {"PSETEX", "t", "10", "v", "x"}, {"EXPIRE"}, {"EXPIRE", "t"},
 	{"PEXPIREAT", "t"}, {"PERSIST"}, {"PERSIST", "t", "x"}, {"EXPIRETIME"}, {"PEXPIRETIME", "t", "x"},
 }
@@ -146,6 +146,15 @@ func expiryCommands(k string) [][]string {
 		{"GETSET", k, "1"}, {"TTL", k}, {"EXPIRE", k, "100"}, {"MSET", k, "2"}, {"TTL", k},
 		{"EXPIRE", k, "100"}, {"SET", k, "3"}, {"TTL", k}, {"EXPIRE", k, "100"}, {"GETDEL", k}, {"TTL", k},
 		{"SETEX", k, "100", "v"}, {"DEL", k}, {"TTL", k},
+		{"GETEX", k}, {"GETEX", k, "EX", "100"}, {"GETEX", k, "EX", "abc"}, {"GETEX", k, "FOO"},
+		{"GETEX", k, "EX", "10", "PX", "10"}, {"GETEX", k, "PERSIST", "EX", "10"}, {"GETEX", k, "EX"},
+		{"SET", k, "v"}, {"GETEX", k}, {"TTL", k}, {"GETEX", k, "EX", "100"}, {"TTL", k},
+		{"GETEX", k, "PX", "200000"}, {"TTL", k}, {"GETEX", k, "persist", "PERSIST"}, {"TTL", k},
+		{"GETEX", k, "EXAT", "9999999999"}, {"EXPIRETIME", k}, {"GETEX", k, "PXAT", "9999999999123"},
+		{"PEXPIRETIME", k}, {"GETEX", k, "EX", "0"}, {"GETEX", k, "EX", "-5"}, {"GETEX", k, "EX", "abc"},
+		{"GETEX", k, "EX", "9223372036854775"}, {"GETEX", k, "PX", "9223372036854775807"},
+		{"GETEX", k, "NX"}, {"GETEX", k, "KEEPTTL"}, {"GETEX", k, "GET"}, {"GETEX", k, "EX", "5", "EX", "100"},
+		{"TTL", k}, {"GETEX", k, "EXAT", "1"}, {"EXISTS", k}, {"GETEX", k, "EX", "100"},
 	}
 }
 

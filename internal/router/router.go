@@ -31,6 +31,7 @@ type Local interface {
 	Set(ctx context.Context, a group.SetArgs) (group.SetResult, error)
 	Expire(ctx context.Context, a group.ExpireArgs) (bool, error)
 	ExpireTime(ctx context.Context, key []byte) (at int64, ok bool, err error)
+	GetEx(ctx context.Context, a group.ExpireArgs) ([]byte, bool, error)
 	Del(ctx context.Context, keys [][]byte) (int64, error)
 	Append(ctx context.Context, key, val []byte) (int64, error)
 	IncrBy(ctx context.Context, key []byte, delta int64) (int64, error)
@@ -352,6 +353,25 @@ func (r *Router) ExpireTime(ctx context.Context, key []byte) (at int64, ok bool,
 		return nil
 	})
 	return at, ok, err
+}
+
+// GetEx implements server.Backend. A forwarded expiry is absolute (PXAT), as for Expire.
+func (r *Router) GetEx(ctx context.Context, a group.ExpireArgs) (val []byte, ok bool, err error) {
+	err = r.route(ctx, keyspace.Slot(a.Key), func() error {
+		var err error
+		val, ok, err = r.cfg.Local.GetEx(ctx, a)
+		return err
+	}, func(addr string) error {
+		args := [][]byte{[]byte("GETEX"), a.Key, []byte("PERSIST")}
+		if !a.Persist {
+			// PXAT takes only positive times; any time already past deletes the key alike.
+			args = append(args[:2], []byte("PXAT"), strconv.AppendInt(nil, max(a.At, 1), 10))
+		}
+		v, err := r.forward(ctx, addr, args...)
+		val, ok = v.Str, !v.Null
+		return err
+	})
+	return val, ok, err
 }
 
 // GetDel implements server.Backend.

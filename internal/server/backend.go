@@ -29,6 +29,9 @@ type Backend interface {
 	// ExpireTime returns when key expires, in Unix milliseconds (0: never); ok is false when
 	// the key does not exist.
 	ExpireTime(ctx context.Context, key []byte) (at int64, ok bool, err error)
+	// GetEx returns key's value and sets (a.At) or removes (a.Persist) its expiry in the same
+	// step; a.At already past deletes the key. ok is false when the key is missing.
+	GetEx(ctx context.Context, a group.ExpireArgs) (val []byte, ok bool, err error)
 	// MSet sets key/value pairs given as alternating elements.
 	MSet(ctx context.Context, kvs [][]byte) error
 	// Scan walks the keyspace with a Redis-style cursor (0 starts and ends a walk).

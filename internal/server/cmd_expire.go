@@ -182,3 +182,65 @@ func (c *conn) ttl(key []byte, ms, abs bool) {
 	}
 	c.w.Int(t)
 }
+
+// cmdGetEx answers GETEX key [EX s|PX ms|EXAT t|PXAT t|PERSIST]: the value, with its expiry set
+// or removed in the same step. As in Redis's getexCommand, the options are checked first, a
+// missing key answers nil before the time is checked, and a time already past deletes the key
+// (the value is still the answer).
+func cmdGetEx(c *conn, args [][]byte) {
+	const (
+		fEX = 1 << iota
+		fPX
+		fEXAT
+		fPXAT
+		fPersist
+	)
+	var (
+		f                 int
+		expire            []byte
+		seconds, relative bool
+	)
+	for j := 2; j < len(args); j++ {
+		opt := args[j]
+		hasNext := j+1 < len(args)
+		// An option may repeat; it excludes the others (parseExtendedStringArgumentsOrReply).
+		switch {
+		case equalFold(opt, "persist") && f&^fPersist == 0:
+			f |= fPersist
+		case equalFold(opt, "ex") && f&^fEX == 0 && hasNext:
+			f, expire, seconds, relative = f|fEX, args[j+1], true, true
+			j++
+		case equalFold(opt, "px") && f&^fPX == 0 && hasNext:
+			f, expire, seconds, relative = f|fPX, args[j+1], false, true
+			j++
+		case equalFold(opt, "exat") && f&^fEXAT == 0 && hasNext:
+			f, expire, seconds, relative = f|fEXAT, args[j+1], true, false
+			j++
+		case equalFold(opt, "pxat") && f&^fPXAT == 0 && hasNext:
+			f, expire, seconds, relative = f|fPXAT, args[j+1], false, false
+			j++
+		default:
+			c.w.Error(errSyntax)
+			return
+		}
+	}
+	if f == 0 {
+		cmdGet(c, args)
+		return
+	}
+	a := group.ExpireArgs{Key: args[1], Persist: f == fPersist}
+	if expire != nil {
+		at, e := c.setExpireAt(expire, seconds, relative, "getex")
+		if e != "" {
+			if _, ok, err := c.getInto(args[1]); err != nil || !ok {
+				c.valueReply(nil, false, err)
+			} else {
+				c.w.Error(e)
+			}
+			return
+		}
+		a.At = at
+	}
+	val, ok, err := c.s.backend.GetEx(c.reqCtx(), a)
+	c.valueReply(val, ok, err)
+}

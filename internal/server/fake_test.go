@@ -177,6 +177,27 @@ func (f *fakeBackend) Expire(ctx context.Context, a group.ExpireArgs) (bool, err
 	return true, nil
 }
 
+// GetEx is Expire without its conditions, answering the value.
+func (f *fakeBackend) GetEx(ctx context.Context, a group.ExpireArgs) ([]byte, bool, error) {
+	if err := f.check(ctx); err != nil {
+		return nil, false, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, ok := f.live(a.Key)
+	if !ok {
+		return nil, false, nil
+	}
+	at := a.At
+	if a.Persist {
+		at = 0
+	} else if at <= 0 {
+		at = -1
+	}
+	f.store(a.Key, v.val, at)
+	return v.val, true, nil
+}
+
 func (f *fakeBackend) ExpireTime(ctx context.Context, key []byte) (int64, bool, error) {
 	if err := f.check(ctx); err != nil {
 		return 0, false, err
