@@ -235,12 +235,15 @@ type reapBatch struct {
 type sweepState struct {
 	slot    int    // the slot being walked
 	pos     uint64 // table cursor within it; 0 at its start
-	gen     uint32 // the slot's expiring generation when its walk started
+	gen     uint64 // the slot's expiring generation when its walk started
 	expires bool   // whether this walk of the slot met a value with an expiry
 }
 
 // sweepScan collects the expired keys of Sweep's next budget keys, in batches of one slot.
 func (g *Group) sweepScan(budget int) (batches []reapBatch) {
+	if g.marked.Load() == 0 && g.sweep.pos == 0 {
+		return nil // no value with an expiry anywhere: the common case costs nothing
+	}
 	now := g.nowMillis()
 	w := &g.sweep
 	var buf [expiringHdr]byte
@@ -278,7 +281,9 @@ func (g *Group) sweepScan(budget int) (batches []reapBatch) {
 			if !w.expires {
 				// Nothing here expires: skip the slot until a write gives it an expiring
 				// value again (which changes the generation, so this cannot lose one).
-				g.expiring[s].CompareAndSwap(w.gen, 0)
+				if g.expiring[s].CompareAndSwap(w.gen, 0) {
+					g.marked.Add(-1)
+				}
 			}
 			w.slot = (s + 1) % keyspace.NumSlots
 		}
@@ -287,4 +292,8 @@ func (g *Group) sweepScan(budget int) (batches []reapBatch) {
 }
 
 // noteExpiring records that slot may hold a value with an expiry, for Sweep.
-func (g *Group) noteExpiring(slot uint16) { g.expiring[slot].Add(1) }
+func (g *Group) noteExpiring(slot uint16) {
+	if g.expiring[slot].Add(1) == 1 {
+		g.marked.Add(1)
+	}
+}

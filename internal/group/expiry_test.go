@@ -466,10 +466,13 @@ func TestSweepReapsUnreadKeys(t *testing.T) {
 			marked++
 		}
 	}
-	if marked != 0 {
-		t.Errorf("%d slots still marked after a walk found no expiry", marked)
+	if marked != 0 || g.marked.Load() != 0 {
+		t.Errorf("%d slots (counted %d) still marked after a walk found no expiry", marked, g.marked.Load())
 	}
 	g.Set(ctx, SetArgs{Key: []byte("late"), Val: []byte("v"), ExpireAt: c.now.Add(time.Second).UnixMilli()})
+	if g.marked.Load() != 1 {
+		t.Errorf("%d slots counted marked after one expiring write, want 1", g.marked.Load())
+	}
 	c.add(time.Second)
 	if got, _ := g.Sweep(ctx, 10*n); got != 1 {
 		t.Errorf("swept %d keys after a new expiring write, want 1", got)

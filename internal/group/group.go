@@ -115,7 +115,8 @@ type Group struct {
 
 	// expiring counts, per slot, the writes that stored a value with an expiry since Sweep last
 	// found none there (0: Sweep skips the slot).
-	expiring [keyspace.NumSlots]atomic.Uint32
+	expiring [keyspace.NumSlots]atomic.Uint64
+	marked   atomic.Int64 // slots whose expiring count is not 0: Sweep does nothing while none are
 	sweep    sweepState
 
 	// ops counts requests per slot (writes as applied, reads as served here), the load the

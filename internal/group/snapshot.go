@@ -232,7 +232,7 @@ func (g *Group) restore(r io.ReaderAt, size int64, plain bool) error {
 	for s := range g.expiring {
 		// The pairs may carry expiries. Added, not stored: a sweep that began a walk of the
 		// slot before must not find its generation unchanged and clear it.
-		g.expiring[s].Add(1)
+		g.noteExpiring(uint16(s))
 	}
 	g.cs.cfg, g.cs.prev, g.cs.slots = sc.cfgs[0], sc.cfgs[1], sc.slots
 	g.sessions = sc.sessions

@@ -3,6 +3,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha1"
 	"crypto/tls"
@@ -81,6 +82,12 @@ type Config struct {
 	// MaxClients and IdleTimeout are passed to the RESP server (see server.Config).
 	MaxClients  int
 	IdleTimeout time.Duration
+	// Clock is this node's wall clock, by which it stamps writes, judges expiry and adds
+	// relative expiry times (nil: time.Now). Tests skew it.
+	Clock func() time.Time
+	// SweepInterval spaces the leader's sweeps for expired keys nothing reads (0: 100 ms;
+	// negative: none, for tests of what reads alone guarantee).
+	SweepInterval time.Duration
 }
 
 // Node is a running server process.
@@ -145,7 +152,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		window = 0
 	}
 	tab := table.New()
-	n.group = group.New(group.Config{GroupID: cfg.GroupID, Controlled: controlled, Table: tab, Logger: cfg.Logger, Window: window})
+	n.group = group.New(group.Config{GroupID: cfg.GroupID, Controlled: controlled, Table: tab, Logger: cfg.Logger, Window: window, Clock: cfg.Clock})
 	peers := make(map[uint64]string, len(cfg.Members))
 	for id, m := range cfg.Members {
 		peers[id] = m.PeerAddr
@@ -192,12 +199,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if n.driver != nil {
 		n.wg.Go(func() { n.driver.Run(runCtx) })
 	}
-	n.wg.Go(func() { n.sweep(runCtx) })
+	if cfg.SweepInterval >= 0 {
+		n.wg.Go(func() { n.sweep(runCtx, cmp.Or(cfg.SweepInterval, sweepEvery)) })
+	}
 	n.srv = server.New(server.Config{
 		Addr: cfg.ClientListen, Backend: backend{Router: n.router, g: n.group, driver: n.driver}, Topology: n,
 		Router: n.router, Logger: cfg.Logger, NodeID: NodeID(cfg.GroupID, cfg.ID),
 		Auth: cfg.Auth, TLS: cfg.ClientTLS, MaxMemory: cfg.MaxMemory, UsedMemory: tab.Bytes,
-		MaxClients: cfg.MaxClients, IdleTimeout: cfg.IdleTimeout,
+		MaxClients: cfg.MaxClients, IdleTimeout: cfg.IdleTimeout, Clock: cfg.Clock,
 	})
 	if err := n.srv.Start(ctx); err != nil {
 		n.stopBackground()

@@ -15,9 +15,9 @@ const (
 	sweepRounds  = 10
 )
 
-// sweep runs until ctx ends.
-func (n *Node) sweep(ctx context.Context) {
-	t := time.NewTicker(sweepEvery)
+// sweep runs every interval until ctx ends.
+func (n *Node) sweep(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
