@@ -295,6 +295,7 @@ func TestAppendLimit(t *testing.T) {
 	if n, err := g.Append(sctx(3), []byte("k"), []byte("678")); err != nil || n != 8 {
 		t.Fatalf("append up to the limit = %d, %v", n, err)
 	}
+	settle(g)
 	for i, gr := range l.groups {
 		if v, _, _ := gr.Get(context.Background(), []byte("k")); string(v) != "12345678" {
 			t.Fatalf("replica %d: %q", i, v)
