@@ -146,12 +146,14 @@ func (g *Group) applyInstall(num uint64, data []byte) result {
 			return err
 		}
 		g.sessions[slot] = s
+		before := g.countExpiring(slot) // none, unless the slot held stale pairs
 		n, err := g.importPairs(pairs, plain)
 		if err != nil {
 			return err
 		}
 		installed += int64(n)
 		g.noteExpiring(slot) // the pairs may carry expiries
+		g.expires.Add(g.countExpiring(slot) - before)
 		g.cs.slots[slot] = slotCleaning
 		return nil
 	})
@@ -180,6 +182,7 @@ func (g *Group) applyDrop(num uint64, r keyspace.Range) result {
 			continue
 		}
 		g.preserve(uint16(s))
+		g.expires.Add(-g.countExpiring(uint16(s)))
 		dropped += int64(g.tab.DropRange(keyspace.SlotRange(uint16(s))))
 		g.sessions[s] = nil
 		g.cs.slots[s] = slotNotOwned

@@ -80,7 +80,7 @@ func (g *Group) current(key []byte, now int64) (val []byte, at int64, ok bool) {
 	}
 	val, at = unwrapValue(v)
 	if expired(at, now) {
-		g.tab.Delete(key)
+		g.remove(key, at)
 		return nil, 0, false
 	}
 	return val, at, true
@@ -90,10 +90,33 @@ func (g *Group) current(key []byte, now int64) (val []byte, at int64, ok bool) {
 func (g *Group) liveExpiry(key []byte, now int64) (at int64, ok bool) {
 	at, ok = g.peekExpiry(key, g.hdr[:])
 	if ok && expired(at, now) {
-		g.tab.Delete(key)
+		g.remove(key, at)
 		return 0, false
 	}
 	return at, ok
+}
+
+// remove deletes key, whose value expires at at (0: never), and reports whether it existed.
+func (g *Group) remove(key []byte, at int64) bool {
+	if !g.tab.Delete(key) {
+		return false
+	}
+	if at != 0 {
+		g.expires.Add(-1)
+	}
+	return true
+}
+
+// countExpiring counts the pairs of slot whose values have an expiry, for the bulk changes
+// (hand-offs) that bypass store and remove.
+func (g *Group) countExpiring(slot uint16) (n int64) {
+	g.tab.Range(keyspace.SlotRange(slot), func(_, v []byte) bool {
+		if len(v) > 0 && v[0] == valExpiring {
+			n++
+		}
+		return true
+	})
+	return n
 }
 
 // peekExpiry returns key's expiry (0: none) without copying its value, using buf (at least
@@ -111,12 +134,23 @@ func (g *Group) peekExpiry(key []byte, buf []byte) (at int64, ok bool) {
 // EXPIRE with a time already past). The stored form is built in a buffer reused from write to
 // write (the apply path is one goroutine).
 func (g *Group) store(key, val []byte, at, now int64) {
+	slot := keyspace.Slot(key)
+	var old int64
+	if g.expiring[slot].Load() != 0 { // otherwise no value of the slot has an expiry
+		old, _ = g.peekExpiry(key, g.hdr[:])
+	}
 	if expired(at, now) {
-		g.tab.Delete(key)
+		g.remove(key, old)
 		return
 	}
 	if at != 0 {
-		g.noteExpiring(keyspace.Slot(key))
+		g.noteExpiring(slot)
+	}
+	switch {
+	case old == 0 && at != 0:
+		g.expires.Add(1)
+	case old != 0 && at == 0:
+		g.expires.Add(-1)
 	}
 	g.wbuf = wrapValue(g.wbuf[:0], val, at)
 	g.tab.Set(key, g.wbuf)
@@ -163,7 +197,7 @@ func (g *Group) executeReap(c *command) result {
 	var n int64
 	for _, k := range c.args {
 		if at, ok := g.peekExpiry(k, g.hdr[:]); ok && expired(at, c.at) {
-			g.tab.Delete(k)
+			g.remove(k, at)
 			n++
 		}
 	}

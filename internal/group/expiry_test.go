@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -564,6 +565,14 @@ func TestHandoffOfBareValues(t *testing.T) {
 		if at, ok, _ := r.ExpireTime(ctx, []byte("{a}exp")); !ok || at != want {
 			t.Errorf("installed expiry = %d, %v; want %d", at, ok, want)
 		}
+		if n := r.expires.Load(); n != b2i(want != 0) {
+			t.Errorf("expires after install = %d", n)
+		}
+		// Given away again: the count drops with the slot.
+		r.cs.slots[slot] = slotGiving
+		if res := r.applyDrop(2, keyspace.SlotRange(slot)); res.err != nil || r.expires.Load() != 0 || r.tab.Len() != 0 {
+			t.Errorf("drop: %+v, expires %d, %d pairs left", res, r.expires.Load(), r.tab.Len())
+		}
 	}
 }
 
@@ -597,5 +606,71 @@ func TestGetEx(t *testing.T) {
 	}
 	if g.tab.Has(k) {
 		t.Fatal("GETEX in the past left the key")
+	}
+}
+
+// countAll counts the stored pairs with an expiry the slow way.
+func countAll(g *Group) (n int64) {
+	for s := range keyspace.NumSlots {
+		n += g.countExpiring(uint16(s))
+	}
+	return n
+}
+
+// TestExpiresCount: the count of keys with an expiry (INFO keyspace's expires) follows every
+// kind of change, through reaps, the sweep and a restore.
+func TestExpiresCount(t *testing.T) {
+	g, c, ctx := clockedGroup()
+	rng := rand.New(rand.NewPCG(11, 12))
+	key := func() []byte { return fmt.Appendf(nil, "k%d", rng.IntN(40)) }
+	ttl := func() int64 { return c.now.Add(time.Duration(rng.IntN(50)) * time.Millisecond).UnixMilli() }
+	for step := range 3000 {
+		switch rng.IntN(12) {
+		case 0:
+			g.Set(ctx, SetArgs{Key: key(), Val: []byte("v")})
+		case 1:
+			g.Set(ctx, SetArgs{Key: key(), Val: []byte("v"), ExpireAt: ttl()})
+		case 2:
+			g.Set(ctx, SetArgs{Key: key(), Val: []byte("v"), KeepTTL: true, NX: rng.IntN(2) == 0})
+		case 3:
+			g.Expire(ctx, ExpireArgs{Key: key(), At: ttl(), GT: rng.IntN(3) == 0})
+		case 4:
+			g.Expire(ctx, ExpireArgs{Key: key(), Persist: true})
+		case 5:
+			g.Del(ctx, [][]byte{key(), key()})
+		case 6:
+			g.GetDel(ctx, key())
+		case 7:
+			g.IncrBy(ctx, key(), 1)
+		case 8:
+			g.Append(ctx, key(), []byte("x"))
+		case 9:
+			g.GetEx(ctx, ExpireArgs{Key: key(), At: ttl(), Persist: rng.IntN(2) == 0})
+		case 10:
+			g.Get(ctx, key())
+			g.MSet(ctx, [][]byte{key(), []byte("m")})
+		case 11:
+			c.add(time.Duration(rng.IntN(30)) * time.Millisecond)
+			if rng.IntN(4) == 0 {
+				g.Sweep(ctx, 1000)
+			}
+		}
+		if want := countAll(g); g.expires.Load() != want {
+			t.Fatalf("step %d: expires = %d, counted %d", step, g.expires.Load(), want)
+		}
+	}
+	data, err := g.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _, _ := clockedGroup()
+	if err := r.Restore(data); err != nil {
+		t.Fatal(err)
+	}
+	if want := countAll(g); r.expires.Load() != want || want == 0 {
+		t.Fatalf("restored expires = %d, want %d (and some)", r.expires.Load(), want)
+	}
+	if info := r.Info("keyspace"); !strings.Contains(info, fmt.Sprintf(",expires=%d,", r.expires.Load())) {
+		t.Errorf("INFO keyspace = %q", info)
 	}
 }

@@ -117,6 +117,7 @@ type Group struct {
 	// found none there (0: Sweep skips the slot).
 	expiring [keyspace.NumSlots]atomic.Uint64
 	marked   atomic.Int64 // slots whose expiring count is not 0: Sweep does nothing while none are
+	expires  atomic.Int64 // pairs whose values have an expiry (INFO keyspace)
 	sweep    sweepState
 
 	// ops counts requests per slot (writes as applied, reads as served here), the load the
@@ -373,16 +374,16 @@ func (g *Group) execute(c *command) result {
 		return result{val: old, ok: true, n: b2i(had)}
 	case opDel:
 		if c.flags&delGet != 0 && len(c.args) == 1 {
-			old, _, had := g.current(c.args[0], c.at)
+			old, at, had := g.current(c.args[0], c.at)
 			if had {
-				t.Delete(c.args[0])
+				g.remove(c.args[0], at)
 			}
 			return result{val: old, n: b2i(had)}
 		}
 		var n int64
 		for _, k := range c.args {
 			// An expired key is deleted too, but not counted: it no longer existed.
-			if _, ok := g.liveExpiry(k, c.at); ok && t.Delete(k) {
+			if at, ok := g.liveExpiry(k, c.at); ok && g.remove(k, at) {
 				n++
 			}
 		}

@@ -363,7 +363,7 @@ func (g *Group) Info(section string) string {
 			g.cfg.GroupID, st.ID, st.State, st.Leader, st.Term, st.Commit, st.Applied, st.SnapshotIndex, len(st.Voters), st.NoticesDropped)
 	case "keyspace":
 		if n := g.tab.Len(); n > 0 {
-			fmt.Fprintf(&b, "db0:keys=%d,expires=0,avg_ttl=0\r\n", n)
+			fmt.Fprintf(&b, "db0:keys=%d,expires=%d,avg_ttl=0\r\n", n, g.expires.Load())
 		}
 	case "memory":
 		writeMemory(&b, g.tab.Stats())

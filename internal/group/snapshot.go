@@ -204,6 +204,7 @@ func (g *Group) restore(r io.ReaderAt, size int64, plain bool) error {
 	defer g.own.Unlock()
 	g.tab.Reset()
 	var key []byte
+	var expiring int64
 	for _, p := range sc.pairs {
 		sr.reset(r, p[0], p[1]-p[0])
 		for {
@@ -220,6 +221,8 @@ func (g *Group) restore(r io.ReaderAt, size int64, plain bool) error {
 			if plain {
 				g.wbuf = wrapValue(g.wbuf[:0], v, 0)
 				v = g.wbuf
+			} else if len(v) > 0 && v[0] == valExpiring {
+				expiring++
 			}
 			g.tab.Set(key, v) // copies both; v is in the reader's buffer
 		}
@@ -229,6 +232,7 @@ func (g *Group) restore(r io.ReaderAt, size int64, plain bool) error {
 		}
 	}
 	g.wbuf = nil
+	g.expires.Store(expiring)
 	for s := range g.expiring {
 		// The pairs may carry expiries. Added, not stored: a sweep that began a walk of the
 		// slot before must not find its generation unchanged and clear it.
@@ -619,6 +623,7 @@ func (g *Group) restoreV2(b []byte) error {
 	g.own.Lock()
 	defer g.own.Unlock()
 	g.tab.Reset()
+	g.expires.Store(0)
 	if _, err := g.importPairs(d.b, true); err != nil { // values without headers
 		return fmt.Errorf("group restore: %w", err)
 	}

@@ -29,7 +29,8 @@
 //   - Relative expiry times (SET ... EX/PX, SETEX, EXPIRE, ...) are added to the clock of the
 //     node that received the command, and travel on as absolute times (SET ... PXAT,
 //     PEXPIREAT) when the command is forwarded; the owning group judges expiry by the clock of
-//     the node that proposed each write. INFO keyspace reports expires=0,avg_ttl=0.
+//     the node that proposed each write. INFO keyspace counts the keys with an expiry
+//     (expires=) but reports avg_ttl=0.
 //   - Only string values exist, so SCAN ... TYPE returns keys only for TYPE string.
 //   - HELLO 3 is answered with "NOPROTO unsupported protocol version": the server speaks RESP2
 //     only, and clients fall back to RESP2 on that error.
