@@ -43,6 +43,25 @@ type Output struct {
 	Unknown bool
 }
 
+// PartitionBy splits a history by key (key returns an operation input's), in order of each key's
+// first operation: keys are independent registers, and porcupine checks each alone.
+func PartitionBy(h []porcupine.Operation, key func(input any) string) [][]porcupine.Operation {
+	byKey := make(map[string][]porcupine.Operation)
+	var order []string
+	for _, op := range h {
+		k := key(op.Input)
+		if _, ok := byKey[k]; !ok {
+			order = append(order, k)
+		}
+		byKey[k] = append(byKey[k], op)
+	}
+	out := make([][]porcupine.Operation, 0, len(order))
+	for _, k := range order {
+		out = append(out, byKey[k])
+	}
+	return out
+}
+
 // Model is the porcupine model of a string key/value store; a missing key reads as not found.
 func Model() porcupine.Model {
 	type state struct {
@@ -51,20 +70,7 @@ func Model() porcupine.Model {
 	}
 	return porcupine.Model{
 		Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
-			byKey := make(map[string][]porcupine.Operation)
-			var order []string
-			for _, op := range h {
-				k := op.Input.(Input).Key
-				if _, ok := byKey[k]; !ok {
-					order = append(order, k)
-				}
-				byKey[k] = append(byKey[k], op)
-			}
-			out := make([][]porcupine.Operation, 0, len(order))
-			for _, k := range order {
-				out = append(out, byKey[k])
-			}
-			return out
+			return PartitionBy(h, func(in any) string { return in.(Input).Key })
 		},
 		Init: func() any { return state{} },
 		Step: func(s, in, out any) (bool, any) {

@@ -14,6 +14,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/shoal-kv/shoal/client"
+	"github.com/shoal-kv/shoal/internal/linearize"
 	"github.com/shoal-kv/shoal/internal/node"
 	"github.com/shoal-kv/shoal/internal/node/nodetest"
 )
@@ -43,20 +44,7 @@ type ttlState struct {
 // come back: a value is seen again only if written again.
 var ttlModel = porcupine.NondeterministicModel{
 	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		var keys []string
-		for _, o := range h {
-			k := o.Input.(ttlInput).key
-			if _, ok := byKey[k]; !ok {
-				keys = append(keys, k)
-			}
-			byKey[k] = append(byKey[k], o)
-		}
-		var out [][]porcupine.Operation
-		for _, k := range keys {
-			out = append(out, byKey[k])
-		}
-		return out
+		return linearize.PartitionBy(h, func(in any) string { return in.(ttlInput).key })
 	},
 	Init: func() []any { return []any{ttlState{}} },
 	Step: func(state, input, output any) []any {

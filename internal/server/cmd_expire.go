@@ -188,37 +188,20 @@ func (c *conn) ttl(key []byte, ms, abs bool) {
 // missing key answers nil before the time is checked, and a time already past deletes the key
 // (the value is still the answer).
 func cmdGetEx(c *conn, args [][]byte) {
-	const (
-		fEX = 1 << iota
-		fPX
-		fEXAT
-		fPXAT
-		fPersist
-	)
 	var (
-		f                 int
+		f                 int // the time options and PERSIST seen (timeOption's bits)
 		expire            []byte
 		seconds, relative bool
 	)
 	for j := 2; j < len(args); j++ {
 		opt := args[j]
-		hasNext := j+1 < len(args)
-		// An option may repeat; it excludes the others (parseExtendedStringArgumentsOrReply).
+		bit, sec, rel := timeOption(opt)
 		switch {
-		case equalFold(opt, "persist") && f&^fPersist == 0:
-			f |= fPersist
-		case equalFold(opt, "ex") && f&^fEX == 0 && hasNext:
-			f, expire, seconds, relative = f|fEX, args[j+1], true, true
+		case bit != 0 && f&^bit == 0 && j+1 < len(args):
+			f, expire, seconds, relative = f|bit, args[j+1], sec, rel
 			j++
-		case equalFold(opt, "px") && f&^fPX == 0 && hasNext:
-			f, expire, seconds, relative = f|fPX, args[j+1], false, true
-			j++
-		case equalFold(opt, "exat") && f&^fEXAT == 0 && hasNext:
-			f, expire, seconds, relative = f|fEXAT, args[j+1], true, false
-			j++
-		case equalFold(opt, "pxat") && f&^fPXAT == 0 && hasNext:
-			f, expire, seconds, relative = f|fPXAT, args[j+1], false, false
-			j++
+		case bit == 0 && equalFold(opt, "persist") && f&^optKeep == 0:
+			f |= optKeep
 		default:
 			c.w.Error(errSyntax)
 			return
@@ -228,7 +211,7 @@ func cmdGetEx(c *conn, args [][]byte) {
 		cmdGet(c, args)
 		return
 	}
-	a := group.ExpireArgs{Key: args[1], Persist: f == fPersist}
+	a := group.ExpireArgs{Key: args[1], Persist: f == optKeep}
 	if expire != nil {
 		at, e := c.setExpireAt(expire, seconds, relative, "getex")
 		if e != "" {
@@ -243,4 +226,30 @@ func cmdGetEx(c *conn, args [][]byte) {
 	}
 	val, ok, err := c.s.backend.GetEx(c.reqCtx(), a)
 	c.valueReply(val, ok, err)
+}
+
+// Bits of the options SET and GETEX share (parseExtendedStringArgumentsOrReply): each time
+// option excludes the others and optKeep (KEEPTTL for SET, PERSIST for GETEX), and may repeat.
+const (
+	optEX = 1 << iota
+	optPX
+	optEXAT
+	optPXAT
+	optKeep
+)
+
+// timeOption tells which time option opt is (0: none) and how its time counts: in seconds or
+// milliseconds, relative to the clock or absolute.
+func timeOption(opt []byte) (bit int, seconds, relative bool) {
+	switch {
+	case equalFold(opt, "ex"):
+		return optEX, true, true
+	case equalFold(opt, "px"):
+		return optPX, false, true
+	case equalFold(opt, "exat"):
+		return optEXAT, true, false
+	case equalFold(opt, "pxat"):
+		return optPXAT, false, false
+	}
+	return 0, false, false
 }

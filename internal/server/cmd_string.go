@@ -48,20 +48,23 @@ func (c *conn) getInto(key []byte) ([]byte, bool, error) {
 // syntax error. An expiry becomes a.ExpireAt as Redis computes it (setExpireAt). It returns an
 // error text, or "".
 func (c *conn) parseSetOptions(args [][]byte, a *group.SetArgs) string {
-	const (
-		fEX = 1 << iota
-		fPX
-		fEXAT
-		fPXAT
-	)
 	var (
-		exp               int
+		exp               int    // the time options and KEEPTTL seen (timeOption's bits)
 		expire            []byte // the EX/PX/EXAT/PXAT argument, nil if none
-		seconds, relative bool   // EX/EXAT count seconds; EX/PX are added to the clock
+		seconds, relative bool
 	)
 	for j := 3; j < len(args); j++ {
 		opt := args[j]
-		hasNext := j+1 < len(args)
+		if bit, sec, rel := timeOption(opt); bit != 0 {
+			// Repeatable, exclusive of the other time options and KEEPTTL, and followed by
+			// its time.
+			if exp&^bit != 0 || j+1 == len(args) {
+				return errSyntax
+			}
+			exp, expire, seconds, relative = exp|bit, args[j+1], sec, rel
+			j++
+			continue
+		}
 		switch {
 		case equalFold(opt, "nx") && !a.XX:
 			a.NX = true
@@ -69,24 +72,9 @@ func (c *conn) parseSetOptions(args [][]byte, a *group.SetArgs) string {
 			a.XX = true
 		case equalFold(opt, "get"):
 			a.Get = true
-		case equalFold(opt, "keepttl") && exp == 0:
+		case equalFold(opt, "keepttl") && exp&^optKeep == 0:
+			exp |= optKeep
 			a.KeepTTL = true
-		case equalFold(opt, "ex") && !a.KeepTTL && exp&^fEX == 0 && hasNext:
-			exp |= fEX
-			expire, seconds, relative = args[j+1], true, true
-			j++
-		case equalFold(opt, "px") && !a.KeepTTL && exp&^fPX == 0 && hasNext:
-			exp |= fPX
-			expire, seconds, relative = args[j+1], false, true
-			j++
-		case equalFold(opt, "exat") && !a.KeepTTL && exp&^fEXAT == 0 && hasNext:
-			exp |= fEXAT
-			expire, seconds, relative = args[j+1], true, false
-			j++
-		case equalFold(opt, "pxat") && !a.KeepTTL && exp&^fPXAT == 0 && hasNext:
-			exp |= fPXAT
-			expire, seconds, relative = args[j+1], false, false
-			j++
 		default:
 			return errSyntax
 		}
