@@ -175,6 +175,29 @@ func installBinary(dir string) (string, error) {
 	return dst, os.Rename(tmp, dst)
 }
 
+// showExpiry sets a key with a short time to live through one node and watches it go through
+// another (which forwards to the owner when it is not).
+func showExpiry(c *harness.Cluster, w, r harness.NodeSpec) error {
+	if _, err := c.Access.Call(w.ClientAddr, "SET", "demo:flash", "gone soon", "PX", "1500"); err != nil {
+		return err
+	}
+	v, err := c.Access.Call(r.ClientAddr, "PTTL", "demo:flash")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("SET demo:flash \"gone soon\" PX 1500, then PTTL via group %d: %d ms left\n", r.Group, v.Int)
+	time.Sleep(1600 * time.Millisecond)
+	if v, err = c.Access.Call(r.ClientAddr, "GET", "demo:flash"); err != nil {
+		return err
+	}
+	state := fmt.Sprintf("%q", v.Str)
+	if v.Null {
+		state = "(nil): expired, and gone on every replica"
+	}
+	fmt.Printf("GET demo:flash 1.6 s later: %s\n", state)
+	return nil
+}
+
 // showWorking writes through one node and reads the value back through every data node, some
 // of which forward to the group that owns the key.
 func showWorking(c *harness.Cluster) error {
@@ -203,6 +226,9 @@ func showWorking(c *harness.Cluster) error {
 		return err
 	}
 	fmt.Printf("INCR demo:runs: %d (counts demo runs on this data dir)\n", v.Int)
+	if err := showExpiry(c, first, data[len(data)-1]); err != nil {
+		return err
+	}
 	v, err = c.Access.Call(first.ClientAddr, "CLUSTER", "NODES")
 	if err != nil {
 		return err
