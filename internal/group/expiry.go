@@ -134,10 +134,13 @@ func (g *Group) peekExpiry(key []byte, buf []byte) (at int64, ok bool) {
 // EXPIRE with a time already past). The stored form is built in a buffer reused from write to
 // write (the apply path is one goroutine).
 func (g *Group) store(key, val []byte, at, now int64) {
-	slot := keyspace.Slot(key)
+	var slot uint16
 	var old int64
-	if g.expiring[slot].Load() != 0 { // otherwise no value of the slot has an expiry
-		old, _ = g.peekExpiry(key, g.hdr[:])
+	if at != 0 || g.marked.Load() != 0 { // otherwise no value anywhere has an expiry
+		slot = keyspace.Slot(key)
+		if g.expiring[slot].Load() != 0 { // otherwise none of the slot's has
+			old, _ = g.peekExpiry(key, g.hdr[:])
+		}
 	}
 	if expired(at, now) {
 		g.remove(key, old)

@@ -674,3 +674,22 @@ func TestExpiresCount(t *testing.T) {
 		t.Errorf("INFO keyspace = %q", info)
 	}
 }
+
+// TestGetAllocatesNothing: a GET into a reused buffer, of a value with an expiry or without,
+// allocates nothing (the reaping path, with its closures, is off the hot path).
+func TestGetAllocatesNothing(t *testing.T) {
+	g, c, ctx := clockedGroup()
+	g.Set(ctx, SetArgs{Key: []byte("plain"), Val: []byte("value")})
+	g.Set(ctx, SetArgs{Key: []byte("exp"), Val: []byte("value"), ExpireAt: c.now.Add(time.Hour).UnixMilli()})
+	buf := make([]byte, 0, 64)
+	for _, k := range []string{"plain", "exp"} {
+		key := []byte(k)
+		if n := testing.AllocsPerRun(200, func() {
+			if v, ok, err := g.GetAppend(ctx, key, buf[:0]); !ok || err != nil || string(v) != "value" {
+				t.Fatalf("GET %s = %q, %v, %v", k, v, ok, err)
+			}
+		}); n != 0 {
+			t.Errorf("GET %s: %v allocations", k, n)
+		}
+	}
+}

@@ -34,17 +34,51 @@ func (g *Group) GetAppend(ctx context.Context, key, dst []byte) ([]byte, bool, e
 // GetAppendSlot is GetAppend for a caller that has computed key's slot (keyspace.Slot(key))
 // already, so that a GET hashes its key once on its way through the router.
 func (g *Group) GetAppendSlot(ctx context.Context, key []byte, slot uint16, dst []byte) ([]byte, bool, error) {
-	for {
+	v, ok, at, err := g.getAppend(ctx, key, slot, dst)
+	if err != nil || at == 0 {
+		return v, ok, err // the hot path: no closure, nothing expired
+	}
+	type found struct {
+		v  []byte
+		ok bool
+	}
+	r, err := reapingRead(ctx, g, [][]byte{key}, at, &found{dst, false}, func() (found, [][]byte, int64, error) {
 		v, ok, at, err := g.getAppend(ctx, key, slot, dst)
-		if err != nil || at == 0 {
-			return v, ok, err
+		return found{v, ok}, expiredKey(key, at), at, err
+	})
+	return r.v, r.ok, err
+}
+
+// expiredKey is the list of expired keys of a one-key read that found key expired at at (0: not).
+func expiredKey(key []byte, at int64) [][]byte {
+	if at == 0 {
+		return nil
+	}
+	return [][]byte{key}
+}
+
+// reapingRead finishes a read whose first attempt found the keys reap expired (the latest of
+// their expiries at): it has them reaped through the log and runs attempt again, until an
+// attempt finds nothing expired. A read of one key passes absent, its answer once the reap
+// deleted the key (as of the reap); otherwise, or when the key was rewritten meanwhile, the read
+// runs again. After maxReadReaps reaps it gives up: only a clock far ahead of the writers' keeps
+// finding fresh values expired.
+func reapingRead[T any](ctx context.Context, g *Group, reap [][]byte, at int64, absent *T, attempt func() (T, [][]byte, int64, error)) (T, error) {
+	var zero T
+	for range maxReadReaps {
+		n, err := g.reap(ctx, reap, at)
+		if err != nil {
+			return zero, err
 		}
-		// Once the reap deleted the key, absence is the answer (as of the reap); if it found
-		// the key rewritten, read that.
-		if n, err := g.reap(ctx, [][]byte{key}, at); err != nil || n == 1 {
-			return dst, false, err
+		if absent != nil && n == 1 {
+			return *absent, nil
+		}
+		var v T
+		if v, reap, at, err = attempt(); err != nil || len(reap) == 0 {
+			return v, err
 		}
 	}
+	return zero, errKeepExpiring
 }
 
 // getAppend is one attempt of GetAppendSlot: when the value it finds has expired, it returns
@@ -75,16 +109,19 @@ func (g *Group) getAppend(ctx context.Context, key []byte, slot uint16, dst []by
 
 // MGet returns the values of keys; found[i] tells a missing key from an empty value.
 func (g *Group) MGet(ctx context.Context, keys [][]byte) ([][]byte, []bool, error) {
-	for range maxReadReaps {
-		vals, found, reap, at, err := g.mget(ctx, keys)
-		if err != nil || len(reap) == 0 {
-			return vals, found, err
-		}
-		if _, err := g.reap(ctx, reap, at); err != nil {
-			return nil, nil, err
-		}
+	type answer struct {
+		vals  [][]byte
+		found []bool
 	}
-	return nil, nil, errKeepExpiring
+	attempt := func() (answer, [][]byte, int64, error) {
+		vals, found, reap, at, err := g.mget(ctx, keys)
+		return answer{vals, found}, reap, at, err
+	}
+	a, reap, at, err := attempt()
+	if err == nil && len(reap) > 0 {
+		a, err = reapingRead(ctx, g, reap, at, nil, attempt)
+	}
+	return a.vals, a.found, err
 }
 
 // mget is one attempt of MGet; it returns the keys it found expired, and the latest of their
@@ -119,16 +156,12 @@ func (g *Group) mget(ctx context.Context, keys [][]byte) (vals [][]byte, found [
 
 // Exists counts the keys that exist, counting repeated keys repeatedly as Redis does.
 func (g *Group) Exists(ctx context.Context, keys [][]byte) (int64, error) {
-	for range maxReadReaps {
-		n, reap, at, err := g.exists(ctx, keys)
-		if err != nil || len(reap) == 0 {
-			return n, err
-		}
-		if _, err := g.reap(ctx, reap, at); err != nil {
-			return 0, err
-		}
+	attempt := func() (int64, [][]byte, int64, error) { return g.exists(ctx, keys) }
+	n, reap, at, err := attempt()
+	if err == nil && len(reap) > 0 {
+		n, err = reapingRead(ctx, g, reap, at, nil, attempt)
 	}
-	return 0, errKeepExpiring
+	return n, err
 }
 
 // exists is one attempt of Exists, returning like mget the keys it found expired.
@@ -160,15 +193,19 @@ func (g *Group) exists(ctx context.Context, keys [][]byte) (n int64, reap [][]by
 // ExpireTime returns when key expires, in Unix milliseconds, 0 when it never does; ok is false
 // when the key does not exist (or has expired).
 func (g *Group) ExpireTime(ctx context.Context, key []byte) (at int64, ok bool, err error) {
-	for {
-		at, ok, expiredAt, err := g.expireTime(ctx, key)
-		if err != nil || expiredAt == 0 {
-			return at, ok, err
-		}
-		if n, err := g.reap(ctx, [][]byte{key}, expiredAt); err != nil || n == 1 {
-			return 0, false, err
-		}
+	type answer struct {
+		at int64
+		ok bool
 	}
+	attempt := func() (answer, [][]byte, int64, error) {
+		at, ok, expiredAt, err := g.expireTime(ctx, key)
+		return answer{at, ok}, expiredKey(key, expiredAt), expiredAt, err
+	}
+	a, reap, expiredAt, err := attempt()
+	if err == nil && len(reap) > 0 {
+		a, err = reapingRead(ctx, g, reap, expiredAt, &answer{}, attempt)
+	}
+	return a.at, a.ok, err
 }
 
 func (g *Group) expireTime(ctx context.Context, key []byte) (at int64, ok bool, expiredAt int64, err error) {

@@ -365,7 +365,7 @@ func (r *Router) GetEx(ctx context.Context, a group.ExpireArgs) (val []byte, ok 
 		args := [][]byte{[]byte("GETEX"), a.Key, []byte("PERSIST")}
 		if !a.Persist {
 			// PXAT takes only positive times; any time already past deletes the key alike.
-			args = append(args[:2], []byte("PXAT"), strconv.AppendInt(nil, max(a.At, 1), 10))
+			args = [][]byte{args[0], a.Key, []byte("PXAT"), strconv.AppendInt(nil, max(a.At, 1), 10)}
 		}
 		v, err := r.forward(ctx, addr, args...)
 		val, ok = v.Str, !v.Null
